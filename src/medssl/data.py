@@ -1,0 +1,233 @@
+"""MedMNIST binary datasets: registry, loading through `medmnist`, validation, device splits.
+
+A split is held as one uint8 tensor ``images`` of shape (N, 1, H, W) and a float tensor
+``targets`` of shape (N,) with 1 = the positive class chosen for the run. The original medmnist
+labels are kept in ``labels`` so that predictions can always be traced back to them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from medssl.errors import MedsslError
+
+DATA_ROOT_ENV = "MEDSSL_DATA_ROOT"
+SPLITS = ("train", "val", "test")
+SIZES = (28, 64, 128, 224)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a supported dataset is, and what its labels mean."""
+
+    name: str  # medmnist flag
+    modality: str
+    label_names: dict[int, str]
+    default_positive: int  # the clinically meaningful "positive" label
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "breastmnist": DatasetInfo(
+        name="breastmnist",
+        modality="ultrasound",
+        label_names={0: "malignant", 1: "normal/benign"},
+        default_positive=0,
+    ),
+    "pneumoniamnist": DatasetInfo(
+        name="pneumoniamnist",
+        modality="chest-xray",
+        label_names={0: "normal", 1: "pneumonia"},
+        default_positive=1,
+    ),
+}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """Return the registry entry for `name`, or raise a clear error."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise MedsslError(
+            f"unknown dataset {name!r}; supported: {', '.join(sorted(DATASETS))}"
+        ) from None
+
+
+def default_data_root() -> Path:
+    """Data root: $MEDSSL_DATA_ROOT if set, else medmnist's default (~/.medmnist)."""
+    env = os.environ.get(DATA_ROOT_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path("~/.medmnist").expanduser()
+
+
+def resolve_positive(info: DatasetInfo, positive: int | str | None) -> int:
+    """Map a `--positive-class` value (label int, label name, or None) to a label int."""
+    if positive is None:
+        return info.default_positive
+    if isinstance(positive, str) and not positive.isdigit():
+        for label, name in info.label_names.items():
+            if positive.lower() in {name.lower(), *name.lower().split("/")}:
+                return label
+        names = ", ".join(f"{k}={v}" for k, v in info.label_names.items())
+        raise MedsslError(f"--positive-class {positive!r} unknown for {info.name}; use one of {names}")
+    label = int(positive)
+    if label not in info.label_names:
+        raise MedsslError(f"--positive-class must be 0 or 1 for {info.name}, got {label}")
+    return label
+
+
+def npz_filename(name: str, size: int) -> str:
+    """The official file name medmnist uses for `name` at image `size`."""
+    return f"{name}.npz" if size == 28 else f"{name}_{size}.npz"
+
+
+def official_md5(name: str, size: int) -> str:
+    """The official MD5 of the npz file, from medmnist's INFO."""
+    from medmnist import INFO
+
+    key = "MD5" if size == 28 else f"MD5_{size}"
+    return INFO[name][key]
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_arrays(
+    name: str, root: Path | str | None = None, size: int = 28, download: bool = False,
+    verify_md5: bool = False,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Load all three official splits through the `medmnist` package.
+
+    Returns ``{split: (images uint8 (N, H, W), labels int64 (N,))}`` after validating file
+    presence, keys, shapes, dtypes and binary labels. Raises MedsslError with one line naming
+    the file and the problem.
+    """
+    import medmnist
+
+    info = dataset_info(name)
+    if size not in SIZES:
+        raise MedsslError(f"--size must be one of {SIZES}, got {size}")
+    root = Path(root).expanduser() if root is not None else default_data_root()
+    path = root / npz_filename(name, size)
+    if download:
+        root.mkdir(parents=True, exist_ok=True)
+    elif not path.is_file():
+        raise MedsslError(
+            f"{path}: file not found; pass --data-root DIR holding {path.name}, set "
+            f"${DATA_ROOT_ENV}, or add --download (needs network)"
+        )
+    if verify_md5 and path.is_file():
+        expected = official_md5(name, size)
+        got = file_md5(path)
+        if got != expected:
+            raise MedsslError(f"{path}: MD5 {got} does not match the official {expected}")
+    cls = getattr(medmnist, medmnist.INFO[info.name]["python_class"])
+    out = {}
+    for split in SPLITS:
+        try:
+            ds = cls(split=split, root=str(root), download=download, size=size)
+            images, labels = np.asarray(ds.imgs), np.asarray(ds.labels)
+        except MedsslError:
+            raise
+        except Exception as exc:  # medmnist raises bare RuntimeError/KeyError/zipfile errors
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise MedsslError(f"{path}: cannot read split {split!r}: {msg}") from exc
+        out[split] = _validate(path, split, images, labels, size)
+    return out
+
+
+def _validate(
+    path: Path, split: str, images: np.ndarray, labels: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    where = f"{path}: {split}"
+    if images.ndim != 3 or images.shape[1:] != (size, size):
+        raise MedsslError(f"{where}_images has shape {images.shape}, expected (N, {size}, {size})")
+    if images.dtype != np.uint8:
+        raise MedsslError(f"{where}_images has dtype {images.dtype}, expected uint8")
+    labels = labels.reshape(len(labels), -1)
+    if labels.shape != (len(images), 1):
+        raise MedsslError(f"{where}_labels has shape {labels.shape}, expected ({len(images)}, 1)")
+    if len(images) == 0:
+        raise MedsslError(f"{where} split is empty")
+    values = np.unique(labels)
+    if not np.all(np.isin(values, (0, 1))):
+        raise MedsslError(f"{where}_labels are not binary: values {values.tolist()[:10]}")
+    return images, labels[:, 0].astype(np.int64)
+
+
+@dataclass
+class Split:
+    """One split on the device: uint8 images (N, 1, H, W), targets in {0., 1.}, raw labels."""
+
+    name: str
+    images: torch.Tensor
+    targets: torch.Tensor
+    labels: torch.Tensor
+    indices: torch.Tensor  # positions in the official split (differs after subsampling)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def subset(self, idx: torch.Tensor) -> Split:
+        idx = idx.to(self.images.device)
+        return Split(self.name, self.images[idx], self.targets[idx], self.labels[idx],
+                     self.indices[idx])
+
+
+def to_split(
+    name: str, images: np.ndarray, labels: np.ndarray, positive: int, device: torch.device
+) -> Split:
+    """Put a validated split on `device` with targets = (label == positive)."""
+    imgs = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1).to(device)
+    lab = torch.from_numpy(labels).to(device)
+    targets = (lab == positive).float()
+    return Split(name, imgs, targets, lab, torch.arange(len(lab), device=device))
+
+
+def load_splits(
+    name: str, root: Path | str | None = None, positive: int | None = None, size: int = 28,
+    device: torch.device | str = "cpu", download: bool = False, verify_md5: bool = False,
+) -> dict[str, Split]:
+    """Load train/val/test of a binary MedMNIST dataset onto `device`."""
+    info = dataset_info(name)
+    pos = info.default_positive if positive is None else positive
+    arrays = load_arrays(name, root, size=size, download=download, verify_md5=verify_md5)
+    return {s: to_split(s, *arrays[s], pos, torch.device(device)) for s in SPLITS}
+
+
+def stratified_subset(targets: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    """Seeded stratified subsample: round(fraction * N_c) of each class c, at least one each.
+
+    Returns sorted indices into `targets`. Raises MedsslError when a class would be empty.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise MedsslError(f"--label-fraction must be in (0, 1], got {fraction}")
+    if fraction == 1.0:
+        return torch.arange(len(targets))
+    gen = torch.Generator().manual_seed(seed)
+    t = targets.cpu()
+    chosen = []
+    for c in (0.0, 1.0):
+        idx = torch.nonzero(t == c).flatten()
+        if len(idx) == 0:
+            raise MedsslError(f"class {int(c)} has no training examples; cannot subsample")
+        k = max(1, round(fraction * len(idx)))
+        chosen.append(idx[torch.randperm(len(idx), generator=gen)[:k]])
+    return torch.cat(chosen).sort().values
+
+
+def class_counts(targets: torch.Tensor) -> tuple[int, int]:
+    """(N0, N1): negatives and positives in a target vector."""
+    n1 = int(targets.sum().item())
+    return len(targets) - n1, n1

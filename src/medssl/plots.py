@@ -1,0 +1,229 @@
+"""Figures of a fine-tuning run: learning curves, reliability diagram and ROC curves as PNGs.
+
+Figures are built with the object-oriented :class:`matplotlib.figure.Figure` API (Agg canvas),
+never through pyplot, so plotting works headless and leaves the user's backend and pyplot's
+global figure list untouched.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from numpy.typing import ArrayLike
+
+from medssl import metrics
+
+__all__ = ["plot_learning_curves", "plot_reliability_diagram", "plot_roc_curves"]
+
+DPI = 120
+
+
+def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
+    """Write ``fig`` as PNG via a temporary file and an atomic rename; return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    try:
+        fig.savefig(tmp, dpi=DPI, format="png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        fig.clear()
+    return path
+
+
+def _column(history: Sequence[Mapping], key: str) -> np.ndarray:
+    """``key`` of every row as float64, NaN where missing or None."""
+    return np.array(
+        [math.nan if row.get(key) is None else float(row[key]) for row in history],
+        dtype=np.float64,
+    )
+
+
+def _check_splits(targets_by_split: Mapping, values_by_split: Mapping, name: str) -> None:
+    if not targets_by_split:
+        raise ValueError("targets_by_split is empty; pass at least one split, e.g. {'val': y}")
+    if set(targets_by_split) != set(values_by_split):
+        raise ValueError(
+            f"targets_by_split and {name} must have the same split names, got "
+            f"{sorted(targets_by_split)} and {sorted(values_by_split)}"
+        )
+
+
+def plot_learning_curves(history: list[dict], path: str | os.PathLike[str]) -> Path:
+    """Plot losses, validation AUROC and learning rate against epoch.
+
+    Args:
+        history: One row per epoch with keys ``epoch``, ``train_loss``, ``lr`` and optionally
+            ``val_loss`` / ``val_auroc`` (missing or None values are skipped).
+        path: Output PNG path.
+
+    Returns:
+        The written path.
+
+    Raises:
+        ValueError: If ``history`` is empty.
+    """
+    if not history:
+        raise ValueError("history is empty; need at least one epoch row to plot")
+    epoch = _column(history, "epoch")
+    train_loss = _column(history, "train_loss")
+    val_loss = _column(history, "val_loss")
+    val_auroc = _column(history, "val_auroc")
+    lr = _column(history, "lr")
+    has_auroc = bool(np.isfinite(val_auroc).any())
+    has_lr = bool(np.isfinite(lr).any())
+
+    n_panels = 1 + has_auroc + has_lr
+    fig = Figure(figsize=(4.5 * n_panels, 3.6), layout="constrained")
+    axes = list(fig.subplots(1, n_panels, squeeze=False)[0])
+
+    ax = axes.pop(0)
+    for values, label in ((train_loss, "train"), (val_loss, "val")):
+        ok = np.isfinite(values)
+        if ok.any():
+            ax.plot(epoch[ok], values[ok], marker="o", markersize=3, label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title("loss")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
+
+    if has_auroc:
+        ax = axes.pop(0)
+        ok = np.isfinite(val_auroc)
+        ax.plot(epoch[ok], val_auroc[ok], marker="o", markersize=3, color="C1")
+        best = int(np.nanargmax(val_auroc))  # first maximum, as in "best by strict improvement"
+        ax.axvline(epoch[best], color="0.6", linestyle="--", linewidth=1)
+        ax.plot(
+            epoch[best],
+            val_auroc[best],
+            marker="*",
+            markersize=12,
+            color="C3",
+            linestyle="none",
+            label=f"best: epoch {epoch[best]:g}, AUROC {val_auroc[best]:.4f}",
+        )
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation AUROC")
+        ax.set_title("validation AUROC")
+        ax.legend(loc="lower right")
+
+    if has_lr:
+        ax = axes.pop(0)
+        ok = np.isfinite(lr)
+        ax.plot(epoch[ok], lr[ok], marker="o", markersize=3, color="C2")
+        if (lr[ok] > 0).all():
+            ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("learning rate")
+        ax.set_title("learning rate")
+
+    return _save(fig, path)
+
+
+def plot_reliability_diagram(
+    targets_by_split: dict[str, ArrayLike],
+    probs_by_split: dict[str, ArrayLike],
+    path: str | os.PathLike[str],
+    n_bins: int = 15,
+    positive_name: str = "positive",
+) -> Path:
+    """Reliability diagram of the positive-class probability with per-bin counts below.
+
+    Upper panel: observed frequency of the positive class against mean predicted probability
+    in each non-empty bin of :func:`medssl.metrics.calibration_bins`, per split, with the
+    diagonal of perfect calibration and the ECE in the legend. Lower panel: bin counts.
+
+    Args:
+        targets_by_split: Split name -> labels in {0, 1}.
+        probs_by_split: Split name -> positive-class probabilities in [0, 1].
+        path: Output PNG path.
+        n_bins: Number of equal-width bins.
+        positive_name: Name of the positive class, used in the axis labels.
+
+    Returns:
+        The written path.
+
+    Raises:
+        ValueError: On mismatched split names or invalid targets/probabilities.
+    """
+    _check_splits(targets_by_split, probs_by_split, "probs_by_split")
+    fig = Figure(figsize=(5.5, 6.5), layout="constrained")
+    ax, ax_counts = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1.3))
+    ax.plot([0, 1], [0, 1], color="0.5", linestyle="--", linewidth=1, label="perfect calibration")
+    for i, split in enumerate(targets_by_split):
+        y, p = targets_by_split[split], probs_by_split[split]
+        bins = metrics.calibration_bins(y, p, n_bins)
+        ece = metrics.expected_calibration_error(y, p, n_bins)
+        ok = bins["counts"] > 0
+        color = f"C{i}"
+        ax.plot(
+            bins["confidence"][ok],
+            bins["frequency"][ok],
+            marker="o",
+            markersize=4,
+            color=color,
+            label=f"{split} (ECE = {ece:.4f}, n = {int(bins['counts'].sum())})",
+        )
+        ax_counts.stairs(bins["counts"], bins["edges"], color=color, label=split)
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_ylabel(f"observed frequency of {positive_name}")
+    ax.set_title(f"reliability ({n_bins} equal-width bins)")
+    ax.legend(loc="upper left", fontsize="small")
+    ax_counts.set_xlabel(f"predicted P(positive = {positive_name})")
+    ax_counts.set_ylabel("count per bin")
+    ax_counts.legend(loc="best", fontsize="small")
+    return _save(fig, path)
+
+
+def plot_roc_curves(
+    targets_by_split: dict[str, ArrayLike],
+    scores_by_split: dict[str, ArrayLike],
+    path: str | os.PathLike[str],
+    positive_name: str = "positive",
+) -> Path:
+    """ROC curve per split with its AUROC in the legend and the chance diagonal.
+
+    A split with a single class has no ROC curve; it appears in the legend with AUROC nan.
+
+    Args:
+        targets_by_split: Split name -> labels in {0, 1}.
+        scores_by_split: Split name -> scores (probabilities or logits), higher = positive.
+        path: Output PNG path.
+        positive_name: Name of the positive class, used in the title.
+
+    Returns:
+        The written path.
+
+    Raises:
+        ValueError: On mismatched split names or invalid targets/scores.
+    """
+    _check_splits(targets_by_split, scores_by_split, "scores_by_split")
+    fig = Figure(figsize=(5.0, 5.0), layout="constrained")
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="0.5", linestyle="--", linewidth=1, label="chance")
+    for i, split in enumerate(targets_by_split):
+        y, s = targets_by_split[split], scores_by_split[split]
+        fpr, tpr, _ = metrics.roc_curve(y, s)
+        auc = metrics.auroc(y, s)
+        label = f"{split} (AUROC = {auc:.4f})"
+        if math.isnan(auc):
+            label = f"{split} (AUROC = nan, one class only)"
+            fpr, tpr = np.array([]), np.array([])
+        ax.plot(fpr, tpr, color=f"C{i}", label=label)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(f"ROC (positive = {positive_name})")
+    ax.legend(loc="lower right", fontsize="small")
+    return _save(fig, path)

@@ -1,0 +1,115 @@
+"""The run directory: atomic file writes, a lock against two runs in one directory, history."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import yaml
+
+from medssl.errors import MedsslError
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """Yield a temp path next to `path`; on success it replaces `path` in one rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text(path: Path | str, text: str) -> None:
+    """Write text atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: Path | str, obj: object) -> None:
+    write_text(path, json.dumps(obj, indent=2, allow_nan=True) + "\n")
+
+
+def write_yaml(path: Path | str, obj: object) -> None:
+    write_text(path, yaml.safe_dump(obj, sort_keys=False))
+
+
+def read_yaml(path: Path | str) -> dict:
+    """Read a YAML mapping with the safe loader."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise MedsslError(f"{path}: cannot read YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise MedsslError(f"{path}: expected a YAML mapping of options")
+    return data
+
+
+def write_csv(path: Path | str, rows: list[dict]) -> None:
+    """Write a list of flat dicts as CSV atomically (columns from the first row)."""
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
+def write_history(path: Path | str, rows: list[dict]) -> None:
+    """Rewrite the JSON-lines history atomically (rows are few: one per epoch)."""
+    write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def read_history(path: Path | str) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold `run_dir/.lock` for the duration; refuse if another live process holds it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir / ".lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _alive(pid):
+                raise MedsslError(f"{run_dir} is in use by process {pid}; use another --out")
+            lock.unlink(missing_ok=True)  # stale lock from a killed run
+    else:
+        raise MedsslError(f"{run_dir}: cannot take the run lock")
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,387 @@
+"""Supervised fine-tuning of the ResNet-18 classifier: one plain training loop.
+
+Order per epoch (nanoGPT's): learning rate from a pure function of the epoch -> shuffled index
+batches -> augment on the device -> forward / loss / backward / step -> evaluate on validation
+-> keep the best model by validation AUROC -> checkpoint -> log. Test data is touched once, at
+the end, with the model chosen on validation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from medssl import data as D
+from medssl.augment import AugmentConfig, augment, preset, to_float
+from medssl.errors import MedsslError
+from medssl.losses import bce, class_weights, weighted_bce
+from medssl.metrics import binary_metrics
+from medssl.models import Classifier, load_encoder_weights, metadata, save_model
+from medssl.rundir import (
+    atomic_path, read_history, read_yaml, run_lock, write_csv, write_history, write_json,
+    write_yaml,
+)
+
+
+@dataclass
+class TrainConfig:
+    """Every option of `medssl train`; validated on construction."""
+
+    dataset: str = "breastmnist"
+    data_root: str | None = None  # None: $MEDSSL_DATA_ROOT, else ~/.medmnist
+    out: str = "runs/train"
+    mode: str = "all"  # all: fine-tune everything; head: frozen encoder (and BN stats)
+    init: str = "scratch"  # scratch | imagenet | path to .pth / medssl .safetensors
+    loss: str = "bce"  # bce | weighted-bce
+    lr: float = 1e-3  # peak learning rate of the head (and of the encoder, times the scale)
+    encoder_lr_scale: float = 1.0  # encoder LR = lr * scale (e.g. 0.1 from an SSL encoder)
+    weight_decay: float = 1e-4  # lambda, on conv/linear weights only (not biases, not BN)
+    decay: str = "decoupled"  # decoupled (AdamW) | l2 (Adam with lambda/2 ||w||^2 in the loss)
+    lr_schedule: str = "cosine"  # cosine | exp | constant, per epoch
+    gamma: float = 0.9  # exp schedule: lr_t = lr * gamma^t
+    warmup_epochs: int = 0
+    epochs: int = 30
+    batch_size: int = 128
+    seed: int = 0
+    label_fraction: float = 1.0
+    positive_class: str | None = None  # label (0/1) or name; None: the clinical default
+    stem: str = "imagenet"
+    size: int = 28  # official MedMNIST file size: 28, 64, 128 or 224
+    resize: int | None = None  # optional on-device resize of every image
+    augment: str = "light"  # preset name (see medssl.augment.PRESETS)
+    augment_overrides: dict = field(default_factory=dict)
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    eval_batch_size: int = 512
+    n_bins: int = 15  # ECE bins
+    download: bool = False
+    verify_md5: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        D.dataset_info(self.dataset)
+        choices = {"mode": ("all", "head"), "loss": ("bce", "weighted-bce"),
+                   "decay": ("decoupled", "l2"), "lr_schedule": ("cosine", "exp", "constant"),
+                   "precision": ("fp32", "bf16")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise MedsslError(f"--{name.replace('_', '-')} must be one of {allowed}, got "
+                                  f"{getattr(self, name)!r}")
+        positive = {"lr": self.lr, "epochs": self.epochs, "batch_size": self.batch_size,
+                    "eval_batch_size": self.eval_batch_size, "n_bins": self.n_bins}
+        for name, value in positive.items():
+            if not value > 0:
+                raise MedsslError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+        if self.weight_decay < 0 or self.encoder_lr_scale < 0 or self.warmup_epochs < 0:
+            raise MedsslError("--weight-decay, --encoder-lr-scale, --warmup-epochs must be >= 0")
+        if not 0 < self.gamma <= 1:
+            raise MedsslError(f"--gamma must be in (0, 1], got {self.gamma}")
+        if not 0 < self.label_fraction <= 1:
+            raise MedsslError(f"--label-fraction must be in (0, 1], got {self.label_fraction}")
+        if self.size not in D.SIZES:
+            raise MedsslError(f"--size must be one of {D.SIZES}, got {self.size}")
+        if self.resize is not None and self.resize < 8:
+            raise MedsslError(f"--resize must be >= 8 pixels, got {self.resize}")
+        if self.init not in ("scratch", "imagenet") and not Path(self.init).is_file():
+            raise MedsslError(f"--init {self.init}: no such file (or use scratch / imagenet)")
+        self.augment_config()  # validates preset and overrides
+
+    def augment_config(self) -> AugmentConfig:
+        base = preset(self.augment).to_dict()
+        base.update(self.augment_overrides)
+        return AugmentConfig.from_dict(base)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise MedsslError(f"unknown train options {sorted(unknown)}")
+        return cls(**d)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda if available else cpu; otherwise the named device, checked."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise MedsslError("--device cuda requested but no CUDA device is available")
+    return dev
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The one autocast context for the run (bf16) or a no-op (fp32)."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def lr_factor(epoch: int, cfg: TrainConfig) -> float:
+    """Multiplier of the peak LR at `epoch` (0-based): linear warm-up, then the schedule.
+
+    exp is finetuning-theory.md §8, eta_t = eta_0 gamma^t with t counted after warm-up;
+    cosine goes from 1 to 0 over the post-warm-up epochs.
+    """
+    if epoch < cfg.warmup_epochs:
+        return (epoch + 1) / (cfg.warmup_epochs + 1)
+    t = epoch - cfg.warmup_epochs
+    if cfg.lr_schedule == "exp":
+        return cfg.gamma**t
+    if cfg.lr_schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * t / max(1, cfg.epochs - cfg.warmup_epochs)))
+    return 1.0
+
+
+def make_optimizer(model: Classifier, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam(W) over trainable parameters; decay on weights with ndim >= 2 only (§4).
+
+    decoupled: AdamW, w <- (1 - eta lambda) w - eta g_hat.  l2: Adam with gradient
+    g + lambda w, i.e. the gradient of L + (lambda/2)||w||^2 fed through Adam's moments.
+    Each group stores its own `base_lr` so the schedule scales head and encoder alike.
+    """
+    groups = []
+    for part, scale in ((model.encoder, cfg.encoder_lr_scale), (model.head, 1.0)):
+        params = [p for p in part.parameters() if p.requires_grad]
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        for ps, wd in ((decay, cfg.weight_decay), (no_decay, 0.0)):
+            if ps:
+                groups.append({"params": ps, "weight_decay": wd, "base_lr": cfg.lr * scale,
+                               "lr": cfg.lr * scale})
+    opt_cls = torch.optim.AdamW if cfg.decay == "decoupled" else torch.optim.Adam
+    return opt_cls(groups, lr=cfg.lr)
+
+
+@torch.no_grad()
+def predict_logits(
+    model: Classifier, images: torch.Tensor, batch_size: int = 512, resize: int | None = None,
+    precision: str = "fp32",
+) -> torch.Tensor:
+    """Logits (N,) float32 for uint8 images (N, C, H, W), in eval mode, in batches."""
+    was_training = model.training
+    model.eval()
+    out = torch.empty(len(images), dtype=torch.float32, device=images.device)
+    with autocast(images.device, precision):
+        for start in range(0, len(images), batch_size):
+            x = to_float(images[start:start + batch_size], resize)
+            out[start:start + batch_size] = model(x).float()
+    model.train(was_training)
+    return out
+
+
+@torch.no_grad()
+def extract_features(
+    encoder: torch.nn.Module, images: torch.Tensor, batch_size: int = 512,
+    resize: int | None = None, precision: str = "fp32",
+) -> torch.Tensor:
+    """Frozen encoder features h (N, 512) float32 of uint8 images, in eval mode."""
+    was_training = encoder.training
+    encoder.eval()
+    feats = []
+    with autocast(images.device, precision):
+        for start in range(0, len(images), batch_size):
+            feats.append(encoder(to_float(images[start:start + batch_size], resize)).float())
+    encoder.train(was_training)
+    return torch.cat(feats)
+
+
+def build_model(cfg: TrainConfig, device: torch.device, log=print) -> Classifier:
+    """Classifier with the configured stem and initialisation, on `device`."""
+    model = Classifier(cfg.stem, in_channels=1)
+    if cfg.init != "scratch":
+        for change in load_encoder_weights(model.encoder, cfg.init):
+            log(f"init {cfg.init}: {change}")
+    if cfg.mode == "head":
+        model.freeze_encoder()
+    return model.to(device)
+
+
+def _checkpoint_state(model, opt, epoch, best, gen, history_len) -> dict:
+    return {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+            "best_auroc": best[0], "best_epoch": best[1], "generator": gen.get_state(),
+            "torch_rng": torch.get_rng_state(), "history_len": history_len}
+
+
+def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
+    """Run one supervised training and write the run directory. Returns metrics.json's dict.
+
+    Run directory: config.yaml, history.jsonl, train_indices.csv, best.safetensors (+ .json),
+    last.pt (resume state), metrics.json, predictions.csv, learning_curves.png,
+    reliability.png, roc.png.
+    """
+    from medssl import plots
+
+    out = Path(cfg.out)
+    device = resolve_device(cfg.device)
+    info = D.dataset_info(cfg.dataset)
+    positive = D.resolve_positive(info, cfg.positive_class)
+    pos_name = info.label_names[positive]
+    # Everything that can fail on bad input happens before the run directory is touched.
+    splits = D.load_splits(cfg.dataset, cfg.data_root, positive, cfg.size, device,
+                           cfg.download, cfg.verify_md5)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, device, log)
+    aug_cfg = cfg.augment_config()
+    train_idx = D.stratified_subset(splits["train"].targets, cfg.label_fraction, cfg.seed)
+    train_split = splits["train"].subset(train_idx)
+    if resume and not (out / "last.pt").is_file():
+        raise MedsslError(f"--resume: {out}/last.pt not found; start without --resume")
+    if not resume and (out / "metrics.json").exists():
+        raise MedsslError(f"{out} already holds a finished run; choose another --out")
+    if resume:
+        saved = read_yaml(out / "config.yaml")
+        mismatch = {k for k, v in cfg.to_dict().items()
+                    if k not in ("device", "progress") and saved.get(k) != v}
+        if mismatch:
+            raise MedsslError(f"--resume: options differ from {out}/config.yaml: {sorted(mismatch)}")
+
+    with run_lock(out):
+        write_yaml(out / "config.yaml", cfg.to_dict())
+        write_csv(out / "train_indices.csv",
+                  [{"index": int(i)} for i in train_split.indices.cpu().tolist()])
+        result = _fit(cfg, model, splits, train_split, aug_cfg, device, positive, pos_name, out,
+                      resume, log)
+        model.load_state_dict(_load_best(out))
+        return _finish(cfg, model, splits, positive, pos_name, out, result, plots)
+
+
+def _load_best(out: Path) -> dict:
+    from medssl.models import read_model
+
+    state, _ = read_model(out / "best.safetensors")
+    return state
+
+
+def _fit(cfg, model, splits, train_split, aug_cfg, device, positive, pos_name, out, resume, log):
+    n = len(train_split)
+    n0, n1 = D.class_counts(train_split.targets)
+    if cfg.loss == "weighted-bce":
+        w0, w1 = class_weights(train_split.targets)
+        loss_fn = lambda z, y: weighted_bce(z, y, w0, w1)  # noqa: E731
+        log(f"weighted BCE: N0={n0} N1={n1} -> w0={w0:.4f} w1={w1:.4f} (w_c = N / (2 N_c))")
+    else:
+        loss_fn = bce
+    opt = make_optimizer(model, cfg)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    # Head-only without augmentation is logistic regression on fixed features (§7): compute the
+    # features once and train the head on the cached tensor.
+    cached = cfg.mode == "head" and aug_cfg == AugmentConfig()
+    if cached:
+        feats = {s: extract_features(model.encoder, sp.images, cfg.eval_batch_size, cfg.resize,
+                                     cfg.precision) for s, sp in splits.items() if s != "train"}
+        feats["train"] = extract_features(model.encoder, train_split.images,
+                                          cfg.eval_batch_size, cfg.resize, cfg.precision)
+    history: list[dict] = []
+    start_epoch, best = 0, (-math.inf, -1)
+    if resume:
+        state = torch.load(out / "last.pt", map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
+        start_epoch, best = state["epoch"] + 1, (state["best_auroc"], state["best_epoch"])
+        history = read_history(out / "history.jsonl")[: state["history_len"]]
+        log(f"resumed {out} at epoch {start_epoch} (best val AUROC {best[0]:.4f})")
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    log(f"{cfg.dataset}: train {n} (N0={n0}, N1={n1}), val {len(splits['val'])}, test "
+        f"{len(splits['test'])}; positive class = label {positive} ({pos_name}); device {device}")
+    bar = tqdm(range(start_epoch, cfg.epochs), desc=f"train {cfg.dataset}", unit="epoch",
+               disable=not cfg.progress, initial=start_epoch, total=cfg.epochs, dynamic_ncols=True)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        factor = lr_factor(epoch, cfg)
+        for group in opt.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        model.train()
+        perm = torch.randperm(n, generator=gen, device=device)
+        loss_sum = torch.zeros((), device=device)
+        for idx in perm.split(cfg.batch_size):
+            y = train_split.targets[idx]
+            with autocast(device, cfg.precision):
+                if cached:
+                    logits = model.forward_head(feats["train"][idx])
+                else:
+                    x = augment(to_float(train_split.images[idx], cfg.resize), aug_cfg, gen)
+                    logits = model(x)
+                loss = loss_fn(logits.float(), y)
+            if not torch.isfinite(loss):
+                raise MedsslError(f"non-finite loss at epoch {epoch}; last good checkpoint kept "
+                                  f"in {out}; lower --lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach() * len(idx)
+        if cached:
+            val_logits = model.forward_head(feats["val"]).detach()
+        else:
+            val_logits = predict_logits(model, splits["val"].images, cfg.eval_batch_size,
+                                        cfg.resize, cfg.precision)
+        val_t = splits["val"].targets
+        val_loss = float(loss_fn(val_logits, val_t))
+        val_auroc = binary_metrics(val_t.cpu().numpy(), _sigmoid64(val_logits),
+                                   scores=val_logits.double().cpu().numpy())["auroc"]
+        row = {"epoch": epoch, "lr": opt.param_groups[-1]["lr"],
+               "train_loss": float(loss_sum) / n,  # .item(): one host sync per epoch
+               "val_loss": val_loss, "val_auroc": val_auroc, "steps": steps_per_epoch,
+               "epoch_time_s": time.perf_counter() - t0}
+        history.append(row)
+        if val_auroc > best[0]:
+            best = (val_auroc, epoch)
+            save_model(model, out / "best.safetensors",
+                       metadata("classifier", model.encoder, dataset=cfg.dataset,
+                                positive_label=positive, epoch=epoch, val_auroc=val_auroc))
+        write_history(out / "history.jsonl", history)
+        with atomic_path(out / "last.pt") as tmp:
+            torch.save(_checkpoint_state(model, opt, epoch, best, gen, len(history)), tmp)
+        bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_auroc=f"{val_auroc:.4f}",
+                        best=f"{best[0]:.4f}@{best[1]}")
+    bar.close()
+    return {"history": history, "best_epoch": best[1], "best_val_auroc": best[0],
+            "n_train": n, "n_train_positive": n1, "device": str(device)}
+
+
+def _sigmoid64(logits: torch.Tensor) -> np.ndarray:
+    return torch.sigmoid(logits.detach().double()).cpu().numpy()
+
+
+def _finish(cfg, model, splits, positive, pos_name, out, result, plots) -> dict:
+    """Predict val/test with the best model; write metrics, predictions and figures."""
+    rows, targets, probs, scores = [], {}, {}, {}
+    metrics = {"dataset": cfg.dataset,
+               "positive_class": {"label": positive, "name": pos_name},
+               "mode": cfg.mode, "init": cfg.init, "loss": cfg.loss, "stem": cfg.stem,
+               "seed": cfg.seed, "label_fraction": cfg.label_fraction,
+               "n_train": result["n_train"], "n_train_positive": result["n_train_positive"],
+               "best_epoch": result["best_epoch"], "epochs": cfg.epochs,
+               "device": result["device"],
+               "train_time_s": sum(r["epoch_time_s"] for r in result["history"])}
+    for s in ("val", "test"):
+        sp = splits[s]
+        logits = predict_logits(model, sp.images, cfg.eval_batch_size, cfg.resize, cfg.precision)
+        z = logits.double().cpu().numpy()
+        p = _sigmoid64(logits)
+        t = sp.targets.cpu().numpy().astype(np.int64)
+        targets[s], probs[s], scores[s] = t, p, z
+        metrics[s] = binary_metrics(t, p, scores=z, n_bins=cfg.n_bins)
+        labels, idx = sp.labels.cpu().tolist(), sp.indices.cpu().tolist()
+        rows += [{"split": s, "index": i, "label": lab, "target": int(tt), "logit": float(zz),
+                  "probability": float(pp)}
+                 for i, lab, tt, zz, pp in zip(idx, labels, t, z, p)]
+    write_csv(out / "predictions.csv", rows)
+    plots.plot_learning_curves(result["history"], out / "learning_curves.png")
+    plots.plot_reliability_diagram(targets, probs, out / "reliability.png", n_bins=cfg.n_bins,
+                                   positive_name=pos_name)
+    plots.plot_roc_curves(targets, scores, out / "roc.png", positive_name=pos_name)
+    write_json(out / "metrics.json", metrics)  # written last: its presence marks a finished run
+    return metrics
