@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from medssl.augment import (
-    PRESETS, AugmentConfig, apply_affine, augment, preset, sample_affine, to_float,
+    PRESETS,
+    AugmentConfig,
+    apply_affine,
+    augment,
+    preset,
+    sample_affine,
+    to_float,
 )
 from medssl.errors import MedsslError
 
@@ -19,7 +25,9 @@ def _images(n=16, size=28, seed=0):
 def test_identity_parameters_return_input():
     x = _images()
     theta = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).expand(len(x), 2, 3)
-    torch.testing.assert_close(apply_affine(x, theta), x, atol=1e-5, rtol=0)  # float32 grid rounding
+    torch.testing.assert_close(
+        apply_affine(x, theta), x, atol=1e-5, rtol=0
+    )  # float32 grid rounding
     assert augment(x, AugmentConfig(), torch.Generator()) is x
 
 

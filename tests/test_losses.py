@@ -12,7 +12,7 @@ from medssl.losses import bce, class_weights, weighted_bce
 def _bce_formula(z, y, w0=1.0, w1=1.0):
     """-(1/N) sum [w1 y log s(z) + w0 (1-y) log(1-s(z))], written out per sample."""
     total = 0.0
-    for zi, yi in zip(z.tolist(), y.tolist()):
+    for zi, yi in zip(z.tolist(), y.tolist(), strict=True):
         p = 1 / (1 + math.exp(-zi))
         total += -(w1 * yi * math.log(p) + w0 * (1 - yi) * math.log(1 - p))
     return total / len(z)

@@ -8,7 +8,12 @@ import torchvision
 
 from medssl.errors import MedsslError
 from medssl.models import (
-    Classifier, Encoder, imagenet_state_dict, load_encoder_weights, metadata, read_model,
+    Classifier,
+    Encoder,
+    imagenet_state_dict,
+    load_encoder_weights,
+    metadata,
+    read_model,
     save_model,
 )
 
@@ -83,8 +88,12 @@ def test_imagenet_offline_error_is_clear(tmp_path, monkeypatch):
     def no_network(*a, **k):
         raise OSError("network unreachable")
 
-    monkeypatch.setattr(torchvision.models.ResNet18_Weights.IMAGENET1K_V1, "get_state_dict",
-                        no_network, raising=False)
+    monkeypatch.setattr(
+        torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
+        "get_state_dict",
+        no_network,
+        raising=False,
+    )
     with pytest.raises(MedsslError, match="--init PATH"):
         imagenet_state_dict()
 

@@ -58,7 +58,9 @@ class AugmentConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise MedsslError(f"unknown augmentation keys {sorted(unknown)}; known: {sorted(known)}")
+            raise MedsslError(
+                f"unknown augmentation keys {sorted(unknown)}; known: {sorted(known)}"
+            )
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
@@ -66,8 +68,13 @@ PRESETS: dict[str, AugmentConfig] = {
     "none": AugmentConfig(),
     # Supervised fine-tuning: mild, label-preserving for both modalities.
     "light": AugmentConfig(
-        crop_area=(0.85, 1.0), crop_ratio=(0.9, 1.1), translate=0.05, rotation=10.0,
-        hflip=0.5, brightness=0.1, contrast=0.1,
+        crop_area=(0.85, 1.0),
+        crop_ratio=(0.9, 1.1),
+        translate=0.05,
+        rotation=10.0,
+        hflip=0.5,
+        brightness=0.1,
+        contrast=0.1,
     ),
 }
 
@@ -77,15 +84,18 @@ def preset(name: str) -> AugmentConfig:
     try:
         return PRESETS[name]
     except KeyError:
-        raise MedsslError(f"unknown augmentation preset {name!r}; known: {sorted(PRESETS)}") from None
+        raise MedsslError(
+            f"unknown augmentation preset {name!r}; known: {sorted(PRESETS)}"
+        ) from None
 
 
 def to_float(images: torch.Tensor, size: int | None = None) -> torch.Tensor:
     """uint8 (B, C, H, W) -> float32 in [0, 1], optionally resized on the device to `size`."""
     x = images.float().div_(255.0)
     if size is not None and size != x.shape[-1]:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                          antialias=size < x.shape[-1])
+        x = F.interpolate(
+            x, size=(size, size), mode="bilinear", align_corners=False, antialias=size < x.shape[-1]
+        )
     return x
 
 
@@ -115,10 +125,13 @@ def sample_affine(
     sx = torch.where(torch.rand(n, generator=gen, device=device) < cfg.hflip, -w, w)
     sy = torch.where(torch.rand(n, generator=gen, device=device) < cfg.vflip, -h, h)
     cos, sin = angle.cos(), angle.sin()
-    theta = torch.stack([
-        torch.stack([cos * sx, -sin * sy, cx], dim=1),
-        torch.stack([sin * sx, cos * sy, cy], dim=1),
-    ], dim=1)
+    theta = torch.stack(
+        [
+            torch.stack([cos * sx, -sin * sy, cx], dim=1),
+            torch.stack([sin * sx, cos * sy, cy], dim=1),
+        ],
+        dim=1,
+    )
     return theta  # (n, 2, 3)
 
 

@@ -75,7 +75,9 @@ def resolve_positive(info: DatasetInfo, positive: int | str | None) -> int:
             if positive.lower() in {name.lower(), *name.lower().split("/")}:
                 return label
         names = ", ".join(f"{k}={v}" for k, v in info.label_names.items())
-        raise MedsslError(f"--positive-class {positive!r} unknown for {info.name}; use one of {names}")
+        raise MedsslError(
+            f"--positive-class {positive!r} unknown for {info.name}; use one of {names}"
+        )
     label = int(positive)
     if label not in info.label_names:
         raise MedsslError(f"--positive-class must be 0 or 1 for {info.name}, got {label}")
@@ -104,7 +106,10 @@ def file_md5(path: Path) -> str:
 
 
 def load_arrays(
-    name: str, root: Path | str | None = None, size: int = 28, download: bool = False,
+    name: str,
+    root: Path | str | None = None,
+    size: int = 28,
+    download: bool = False,
     verify_md5: bool = False,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Load all three official splits through the `medmnist` package.
@@ -181,8 +186,9 @@ class Split:
 
     def subset(self, idx: torch.Tensor) -> Split:
         idx = idx.to(self.images.device)
-        return Split(self.name, self.images[idx], self.targets[idx], self.labels[idx],
-                     self.indices[idx])
+        return Split(
+            self.name, self.images[idx], self.targets[idx], self.labels[idx], self.indices[idx]
+        )
 
 
 def to_split(
@@ -196,8 +202,13 @@ def to_split(
 
 
 def load_splits(
-    name: str, root: Path | str | None = None, positive: int | None = None, size: int = 28,
-    device: torch.device | str = "cpu", download: bool = False, verify_md5: bool = False,
+    name: str,
+    root: Path | str | None = None,
+    positive: int | None = None,
+    size: int = 28,
+    device: torch.device | str = "cpu",
+    download: bool = False,
+    verify_md5: bool = False,
 ) -> dict[str, Split]:
     """Load train/val/test of a binary MedMNIST dataset onto `device`."""
     info = dataset_info(name)

@@ -38,9 +38,7 @@ def class_weights(targets: torch.Tensor, normalize: bool = True) -> tuple[float,
     return n / (2 * n0), n / (2 * n1)
 
 
-def weighted_bce(
-    logits: torch.Tensor, targets: torch.Tensor, w0: float, w1: float
-) -> torch.Tensor:
+def weighted_bce(logits: torch.Tensor, targets: torch.Tensor, w0: float, w1: float) -> torch.Tensor:
     """L_w = (1/N) sum -(w1 y log s(z) + w0 (1-y) log(1-s(z))) (§5), per-sample weights by class.
 
     Args:

@@ -51,7 +51,11 @@ class Encoder(nn.Module):
         net.fc = nn.Identity()
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = (
-            net.layer1, net.layer2, net.layer3, net.layer4)
+            net.layer1,
+            net.layer2,
+            net.layer3,
+            net.layer4,
+        )
         self.register_buffer("input_mean", torch.tensor(INPUT_MEAN), persistent=False)
         self.register_buffer("input_std", torch.tensor(INPUT_STD), persistent=False)
 
@@ -99,8 +103,13 @@ class Classifier(nn.Module):
 
 def metadata(kind: str, model: Encoder, **extra: str) -> dict[str, str]:
     """The JSON-able metadata stored with every medssl model file."""
-    meta = {"format": "medssl", "kind": kind, "arch": ARCH, "stem": model.stem,
-            "in_channels": str(model.in_channels)}
+    meta = {
+        "format": "medssl",
+        "kind": kind,
+        "arch": ARCH,
+        "stem": model.stem,
+        "in_channels": str(model.in_channels),
+    }
     meta.update({k: str(v) for k, v in extra.items()})
     return meta
 
@@ -186,9 +195,10 @@ def load_encoder_weights(encoder: Encoder, source: str | Path) -> list[str]:
         if meta.get("stem") != encoder.stem:
             raise MedsslError(
                 f"{source}: encoder has stem {meta.get('stem')!r} but this run uses "
-                f"{encoder.stem!r}; pass --stem {meta.get('stem')}")
+                f"{encoder.stem!r}; pass --stem {meta.get('stem')}"
+            )
         if meta.get("kind") == "classifier":
-            state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+            state = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
             changes.append("took the encoder of a classifier file; its head was dropped")
         elif meta.get("kind") != "encoder":
             raise MedsslError(f"{source}: model kind {meta.get('kind')!r} has no encoder")
@@ -207,11 +217,14 @@ def load_encoder_weights(encoder: Encoder, source: str | Path) -> list[str]:
     missing = [k for k in own if k not in state and k not in keep_random]
     unexpected = [k for k in state if k not in own]
     if missing or unexpected:
-        raise MedsslError(f"{source}: keys do not match ResNet-18 ({len(missing)} missing, e.g. "
-                          f"{missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]})")
+        raise MedsslError(
+            f"{source}: keys do not match ResNet-18 ({len(missing)} missing, e.g. "
+            f"{missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]})"
+        )
     for k, v in state.items():
         if v.shape != own[k].shape:
-            raise MedsslError(f"{source}: {k} has shape {tuple(v.shape)}, expected "
-                              f"{tuple(own[k].shape)}")
+            raise MedsslError(
+                f"{source}: {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}"
+            )
     encoder.load_state_dict(state, strict=False)
     return changes

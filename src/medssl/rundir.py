@@ -93,7 +93,9 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             except (OSError, ValueError):
                 pid = 0
             if pid and _alive(pid):
-                raise MedsslError(f"{run_dir} is in use by process {pid}; use another --out")
+                raise MedsslError(
+                    f"{run_dir} is in use by process {pid}; use another --out"
+                ) from None
             lock.unlink(missing_ok=True)  # stale lock from a killed run
     else:
         raise MedsslError(f"{run_dir}: cannot take the run lock")

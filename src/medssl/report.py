@@ -1,0 +1,61 @@
+"""Tables of finished runs: one row per run, or mean ± std over seeds of the same recipe."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from medssl.errors import MedsslError
+
+RECIPE_KEYS = ("dataset", "mode", "init", "loss", "stem", "label_fraction")
+METRIC_KEYS = ("auroc", "balanced_accuracy", "accuracy", "ece")
+
+
+def load_runs(run_dirs: list[Path | str]) -> list[dict]:
+    """metrics.json of each finished run directory (unfinished ones raise a clear error)."""
+    runs = []
+    for d in run_dirs:
+        path = Path(d) / "metrics.json"
+        if not path.is_file():
+            raise MedsslError(f"{d}: no metrics.json (not a finished medssl run)")
+        m = json.loads(path.read_text())
+        m["run_dir"] = str(d)
+        runs.append(m)
+    return runs
+
+
+def _mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def compare_table(runs: list[dict], split: str = "test", by_seed: bool = True) -> str:
+    """Markdown table of `split` metrics; with `by_seed`, seeds of one recipe are aggregated
+    (mean ± sample std) and the wall time is the mean training time per run."""
+    if split not in ("val", "test"):
+        raise MedsslError(f"split must be val or test, got {split!r}")
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        key = tuple(r.get(k) for k in RECIPE_KEYS) if by_seed else (r["run_dir"],)
+        groups.setdefault(key, []).append(r)
+    head = ["dataset", "positive", "mode", "init", "loss", "stem", "labels", "seeds"]
+    head += [f"{split} {k}" for k in ("AUROC", "BalAcc", "Acc", "ECE")] + ["train s/run"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for members in groups.values():
+        r0 = members[0]
+        cells = [
+            r0["dataset"],
+            r0["positive_class"]["name"],
+            r0["mode"],
+            Path(r0["init"]).name,
+            r0["loss"],
+            r0["stem"],
+            f"{r0['label_fraction']:g}",
+            ",".join(str(m["seed"]) for m in members),
+        ]
+        cells += [_mean_std([m[split][k] for m in members]) for k in METRIC_KEYS]
+        cells.append(f"{statistics.mean(m['train_time_s'] for m in members):.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
