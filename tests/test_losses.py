@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from medssl.errors import MedsslError
-from medssl.losses import bce, class_weights, weighted_bce
+from medssl.losses import bce, class_weights, nt_xent, weighted_bce
 
 
 def _bce_formula(z, y, w0=1.0, w1=1.0):
@@ -79,3 +79,63 @@ def test_weighted_bce_matches_formula_and_balances_classes():
     assert weighted_bce(z, y, n0, n1).item() == pytest.approx(per_class.item())
     # Equal weights of one give plain BCE.
     assert weighted_bce(z, y, 1.0, 1.0).item() == pytest.approx(bce(z, y).item())
+
+
+def _nt_xent_loops(z1, z2, tau):
+    """Eq. (1)-(2) written out with loops over anchors and candidates."""
+    z = torch.cat([z1, z2]).double()
+    z = z / z.norm(dim=1, keepdim=True)
+    n = len(z)
+    b = n // 2
+    total = 0.0
+    for k in range(n):
+        p = k + b if k < b else k - b
+        num = math.exp(float(z[k] @ z[p]) / tau)
+        den = sum(math.exp(float(z[k] @ z[m]) / tau) for m in range(n) if m != k)
+        total += -math.log(num / den)
+    return total / n
+
+
+@pytest.mark.parametrize("b,k,tau", [(1, 4, 0.5), (3, 5, 0.1), (8, 16, 1.0), (5, 3, 0.07)])
+def test_nt_xent_matches_loops(b, k, tau):
+    g = torch.Generator().manual_seed(b * 100 + k)
+    z1 = torch.randn(b, k, generator=g, dtype=torch.float64)
+    z2 = torch.randn(b, k, generator=g, dtype=torch.float64)
+    assert nt_xent(z1, z2, tau).item() == pytest.approx(_nt_xent_loops(z1, z2, tau), rel=1e-5)
+
+
+def test_nt_xent_analytic_cases():
+    # All 2B embeddings collinear: every similarity is 1 -> l(k) = log(2B - 1).
+    b = 6
+    z = torch.ones(b, 4)
+    assert nt_xent(z, z, 0.3).item() == pytest.approx(math.log(2 * b - 1), rel=1e-6)
+    # B = 1: the only candidate is the positive -> loss 0 for any views.
+    z1, z2 = torch.randn(1, 8), torch.randn(1, 8)
+    assert nt_xent(z1, z2, 0.5).item() == pytest.approx(0.0, abs=1e-6)
+    # Identical views of orthogonal images: s(k, p(k)) = 1, negatives 0.
+    b, tau = 4, 0.5
+    eye = torch.eye(b)
+    expected = -math.log(math.exp(1 / tau) / (math.exp(1 / tau) + (2 * b - 2)))
+    assert nt_xent(eye, eye, tau).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_nt_xent_symmetric_scale_invariant_and_finite_grads():
+    g = torch.Generator().manual_seed(0)
+    z1 = torch.randn(16, 32, generator=g, requires_grad=True)
+    z2 = torch.randn(16, 32, generator=g, requires_grad=True)
+    loss = nt_xent(z1, z2, 0.01)  # small tau: logits up to 100
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(z1.grad).all() and torch.isfinite(z2.grad).all()
+    with torch.no_grad():
+        assert nt_xent(z2, z1, 0.2).item() == pytest.approx(nt_xent(z1, z2, 0.2).item(), rel=1e-6)
+        assert nt_xent(3 * z1, 0.5 * z2, 0.2).item() == pytest.approx(
+            nt_xent(z1, z2, 0.2).item(), rel=1e-5
+        )  # L2-normalised embeddings
+        perm = torch.randperm(16, generator=g)  # same permutation of both views: same loss
+        assert nt_xent(z1[perm], z2[perm], 0.2).item() == pytest.approx(
+            nt_xent(z1, z2, 0.2).item(), rel=1e-5
+        )
+    with pytest.raises(MedsslError):
+        nt_xent(z1, z2, 0.0)
+    with pytest.raises(MedsslError):
+        nt_xent(z1, z2[:3], 0.5)

@@ -18,7 +18,10 @@ def quiet(*args, **kwargs):
 
 
 def _cfg(tmp_path, name="run", **kw):
-    base = dict(dataset="breastmnist", out=str(tmp_path / name), epochs=3, progress=False)
+    # The fast ImageNet stem keeps the suite short; the CLI test runs the default (cifar) stem.
+    base = dict(
+        dataset="breastmnist", out=str(tmp_path / name), epochs=3, progress=False, stem="imagenet"
+    )
     base.update(kw)
     return T.TrainConfig(**base)
 

@@ -76,7 +76,37 @@ PRESETS: dict[str, AugmentConfig] = {
         brightness=0.1,
         contrast=0.1,
     ),
+    # SimCLR views for chest X-rays: strong crops, no vertical flip (anatomy has an up),
+    # rotations within 10 degrees, brightness/contrast/gamma as exposure varies, light blur.
+    "simclr-xray": AugmentConfig(
+        crop_area=(0.35, 1.0),
+        crop_ratio=(0.75, 1.333),
+        rotation=10.0,
+        hflip=0.5,
+        brightness=0.2,
+        contrast=0.3,
+        gamma=0.2,
+        noise=0.02,
+        blur_prob=0.2,
+        blur_sigma=(0.1, 0.7),
+    ),
+    # SimCLR views for breast ultrasound: no vertical flip (the transducer is at the top),
+    # milder contrast (echogenicity carries the diagnosis), speckle-like noise.
+    "simclr-ultrasound": AugmentConfig(
+        crop_area=(0.35, 1.0),
+        crop_ratio=(0.75, 1.333),
+        rotation=15.0,
+        hflip=0.5,
+        brightness=0.2,
+        contrast=0.2,
+        gamma=0.15,
+        noise=0.04,
+        blur_prob=0.2,
+        blur_sigma=(0.1, 0.7),
+    ),
 }
+
+MODALITY_PRESETS = {"chest-xray": "simclr-xray", "ultrasound": "simclr-ultrasound"}
 
 
 def preset(name: str) -> AugmentConfig:
@@ -162,6 +192,15 @@ def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, apply: torch.Tensor) ->
         xs = F.conv2d(xs, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
         out[sel] = xs
     return out
+
+
+def two_views(
+    x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two conditionally independent views t1(x), t2(x), t1, t2 i.i.d. ~ p (ssl theory §1),
+    drawn in one batched pass over the stacked batch (2B, C, H, W)."""
+    views = augment(torch.cat([x, x]), cfg, gen)
+    return views[: len(x)], views[len(x) :]
 
 
 def augment(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:

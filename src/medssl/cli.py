@@ -1,4 +1,8 @@
-"""`medssl` command line: a thin layer over the Python API; one subcommand per API function."""
+"""`medssl` command line: a thin layer over the Python API; one subcommand per API function.
+
+Options map one-to-one to the fields of each command's config dataclass; `--config FILE.yaml`
+holds the same keys, and options given on the command line override the file.
+"""
 
 from __future__ import annotations
 
@@ -10,68 +14,175 @@ import traceback
 from medssl import __version__
 from medssl.errors import MedsslError
 
-# (flag, config key, type, help). Defaults come from the config dataclass and are shown in help.
-TRAIN_OPTIONS = [
-    ("--dataset", "dataset", str, "breastmnist | pneumoniamnist"),
-    (
-        "--data-root",
-        "data_root",
+# config key -> (type, help). Defaults come from each command's dataclass, shown in --help.
+OPTIONS: dict[str, tuple[type, str]] = {
+    "dataset": (str, "breastmnist | pneumoniamnist"),
+    "data_root": (
         str,
         "folder with the medmnist npz files (default: $MEDSSL_DATA_ROOT, else ~/.medmnist)",
     ),
-    ("--out", "out", str, "run directory to create"),
-    ("--mode", "mode", str, "all: fine-tune everything; head: frozen encoder and BN statistics"),
-    (
-        "--init",
-        "init",
+    "out": (str, "run directory to create"),
+    "mode": (str, "all: fine-tune everything; head: frozen encoder and BN statistics"),
+    "init": (
         str,
-        "scratch | imagenet (torchvision weights from the torch cache or a download) | PATH: a "
-        "torchvision ResNet-18 .pth or a medssl .safetensors encoder/classifier",
+        "scratch | imagenet (torchvision weights from the torch cache or a download) | "
+        "PATH: a torchvision ResNet-18 .pth or a medssl .safetensors encoder/classifier",
     ),
-    ("--loss", "loss", str, "bce | weighted-bce (w_c = N / (2 N_c), proportional to 1/N_c)"),
-    ("--lr", "lr", float, "peak learning rate"),
-    ("--encoder-lr-scale", "encoder_lr_scale", float, "encoder LR = lr * this"),
-    ("--weight-decay", "weight_decay", float, "lambda on conv/linear weights"),
-    ("--decay", "decay", str, "decoupled (AdamW) | l2 (Adam, lambda/2 ||w||^2 added to the loss)"),
-    ("--lr-schedule", "lr_schedule", str, "cosine | exp | constant (per epoch)"),
-    ("--gamma", "gamma", float, "exp schedule factor: lr_t = lr * gamma^t"),
-    ("--warmup-epochs", "warmup_epochs", int, "linear warm-up epochs"),
-    ("--epochs", "epochs", int, "training epochs"),
-    ("--batch-size", "batch_size", int, "training batch size"),
-    ("--seed", "seed", int, "seed of init, shuffling, augmentation and label subsampling"),
-    (
-        "--label-fraction",
-        "label_fraction",
-        float,
-        "stratified seeded fraction of the training labels to use, in (0, 1]",
-    ),
-    (
-        "--positive-class",
-        "positive_class",
+    "encoder": (
         str,
-        "label (0/1) or name counted as positive (default: malignant for BreastMNIST, pneumonia "
-        "for PneumoniaMNIST)",
+        "random | imagenet | PATH (medssl .safetensors encoder or classifier, or a "
+        "torchvision .pth)",
     ),
-    ("--stem", "stem", str, "imagenet | cifar | compact (see docs/results.md)"),
-    ("--size", "size", int, "official image size of the npz file: 28 | 64 | 128 | 224"),
-    ("--resize", "resize", int, "resize images on the device to this many pixels"),
-    ("--augment", "augment", str, "augmentation preset: none | light"),
-    ("--precision", "precision", str, "fp32 | bf16 (autocast)"),
-    ("--device", "device", str, "auto | cpu | cuda | cuda:N"),
-    ("--eval-batch-size", "eval_batch_size", int, "batch size for evaluation"),
-    ("--n-bins", "n_bins", int, "equal-width bins of the ECE"),
+    "loss": (str, "bce | weighted-bce (w_c = N / (2 N_c), proportional to 1/N_c)"),
+    "lr": (float, "peak learning rate"),
+    "encoder_lr_scale": (float, "encoder LR = lr * this (e.g. 0.1 from an SSL encoder)"),
+    "weight_decay": (float, "lambda on conv/linear weights"),
+    "decay": (str, "decoupled (AdamW) | l2 (Adam, lambda/2 ||w||^2 added to the loss)"),
+    "lr_schedule": (str, "cosine | exp | constant (per epoch, after warm-up)"),
+    "gamma": (float, "exp schedule factor: lr_t = lr * gamma^t"),
+    "warmup_epochs": (int, "linear warm-up epochs"),
+    "epochs": (
+        int,
+        "training epochs (train: None = the dataset's default, BreastMNIST 30, PneumoniaMNIST 10)",
+    ),
+    "batch_size": (int, "batch size (images per step)"),
+    "seed": (int, "seed of init, shuffling, augmentation and label subsampling"),
+    "label_fraction": (float, "stratified seeded fraction of the training labels, in (0, 1]"),
+    "label_fractions": (str, "comma-separated label fractions"),
+    "seeds": (str, "comma-separated seeds of the label subsets"),
+    "c_grid": (str, "comma-separated inverse L2 strengths C tried, chosen on val AUROC"),
+    "max_iter": (int, "max iterations of each logistic regression"),
+    "positive_class": (
+        str,
+        "label (0/1) or name counted as positive (default: malignant for "
+        "BreastMNIST, pneumonia for PneumoniaMNIST)",
+    ),
+    "stem": (str, "imagenet | compact | cifar (see docs/results.md)"),
+    "size": (int, "official image size of the npz file: 28 | 64 | 128 | 224"),
+    "resize": (int, "resize images on the device to this many pixels"),
+    "augment": (str, "augmentation preset: none | light | simclr-xray | simclr-ultrasound"),
+    "precision": (str, "auto (bf16 where the hardware has it) | fp32 | bf16"),
+    "device": (str, "auto | cpu | cuda | cuda:N"),
+    "eval_batch_size": (int, "batch size for evaluation and feature extraction"),
+    "n_bins": (int, "equal-width bins of the ECE"),
+    "temperature": (float, "NT-Xent temperature tau > 0"),
+    "proj_dims": (str, "projection MLP sizes d,hidden...,k (d = 512)"),
+    "knn_k": (int, "neighbours of the kNN monitor"),
+    "knn_every": (int, "epochs between kNN monitor evaluations (0: never)"),
+}
+
+TRAIN_KEYS = [
+    "dataset",
+    "data_root",
+    "out",
+    "mode",
+    "init",
+    "loss",
+    "lr",
+    "encoder_lr_scale",
+    "weight_decay",
+    "decay",
+    "lr_schedule",
+    "gamma",
+    "warmup_epochs",
+    "epochs",
+    "batch_size",
+    "seed",
+    "label_fraction",
+    "positive_class",
+    "stem",
+    "size",
+    "resize",
+    "augment",
+    "precision",
+    "device",
+    "eval_batch_size",
+    "n_bins",
+]
+PRETRAIN_KEYS = [
+    "dataset",
+    "data_root",
+    "out",
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "temperature",
+    "lr_schedule",
+    "gamma",
+    "warmup_epochs",
+    "stem",
+    "proj_dims",
+    "augment",
+    "seed",
+    "size",
+    "resize",
+    "precision",
+    "device",
+    "knn_k",
+    "knn_every",
+    "eval_batch_size",
+]
+PROBE_KEYS = [
+    "encoder",
+    "dataset",
+    "data_root",
+    "out",
+    "label_fractions",
+    "seeds",
+    "c_grid",
+    "max_iter",
+    "stem",
+    "positive_class",
+    "size",
+    "resize",
+    "precision",
+    "device",
+    "eval_batch_size",
+    "n_bins",
 ]
 
 
-def _add_options(parser: argparse.ArgumentParser, options, defaults: dict) -> None:
-    for flag, key, typ, text in options:
-        shown = defaults.get(key)
+def _add_options(parser: argparse.ArgumentParser, keys: list[str], defaults: dict) -> None:
+    for key in keys:
+        typ, text = OPTIONS[key]
         parser.add_argument(
-            flag, dest=key, type=typ, default=argparse.SUPPRESS, help=f"{text} [default: {shown}]"
+            "--" + key.replace("_", "-"),
+            dest=key,
+            type=typ,
+            default=argparse.SUPPRESS,
+            help=f"{text} [default: {defaults[key]}]",
         )
+    parser.add_argument("--config", help="YAML file of options (command-line options override)")
+    parser.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        default=argparse.SUPPRESS,
+        help="no progress bar",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
+
+def _add_data_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--download",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="download the dataset with medmnist if missing (needs network)",
+    )
+    parser.add_argument(
+        "--verify-md5",
+        dest="verify_md5",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="check the npz file against the official MD5",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from medssl.pretrain import PretrainConfig
+    from medssl.probe import ProbeConfig
     from medssl.train import TrainConfig
 
     parser = argparse.ArgumentParser(
@@ -88,29 +199,44 @@ def build_parser() -> argparse.ArgumentParser:
         "validation AUROC; write config, history, checkpoint, metrics, predictions "
         "and plots to --out.",
     )
-    _add_options(p, TRAIN_OPTIONS, TrainConfig().to_dict())
-    p.add_argument("--config", help="YAML file of options (command-line options override it)")
-    p.add_argument(
-        "--download",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="download the dataset with medmnist if missing (needs network)",
-    )
-    p.add_argument(
-        "--verify-md5",
-        dest="verify_md5",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="check the npz file against the official MD5",
-    )
+    _add_options(p, TRAIN_KEYS, TrainConfig().to_dict())
+    _add_data_flags(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
-    p.add_argument(
-        "--no-progress",
-        dest="progress",
-        action="store_false",
-        default=argparse.SUPPRESS,
-        help="no progress bar",
+
+    p = sub.add_parser(
+        "pretrain",
+        help="SimCLR self-supervised pretraining (NT-Xent) on unlabeled images",
+        description="SimCLR pretraining of the ResNet-18 encoder on the training images (labels "
+        "unused) with a projection MLP and NT-Xent; a kNN monitor on validation "
+        "shows progress. Writes encoder.safetensors for `medssl train --init` and "
+        "`medssl probe --encoder`. Multi-GPU/-node: launch with torchrun.",
     )
+    _add_options(p, PRETRAIN_KEYS, PretrainConfig().to_dict() | {"augment": "by modality"})
+    _add_data_flags(p)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+
+    p = sub.add_parser(
+        "probe",
+        help="linear probes on frozen features at several label fractions",
+        description="Extract frozen features once, then fit L2 logistic regressions on "
+        "stratified label subsets (C chosen on validation AUROC) and report test "
+        "AUROC, balanced accuracy and ECE, mean ± std over seeds.",
+    )
+    _add_options(p, PROBE_KEYS, ProbeConfig().to_dict())
+
+    p = sub.add_parser(
+        "augment-preview",
+        help="save a grid of augmented views of real images",
+        description="Draw views of training images with an augmentation preset and save them "
+        "as a PNG grid, to see what the family does.",
+    )
+    p.add_argument("--dataset", default="breastmnist", help="[default: breastmnist]")
+    p.add_argument("--data-root", default=None, help="as for train")
+    p.add_argument("--augment", default=None, help="preset [default: the modality's SimCLR one]")
+    p.add_argument("--images", type=int, default=6, help="images (rows) [default: 6]")
+    p.add_argument("--views", type=int, default=7, help="views per image [default: 7]")
+    p.add_argument("--seed", type=int, default=0, help="[default: 0]")
+    p.add_argument("--out", default="augment_preview.png", help="PNG path")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
     c = sub.add_parser(
@@ -125,19 +251,73 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _train(args: argparse.Namespace) -> int:
+def _options(args: argparse.Namespace) -> dict:
+    """Options from --config, overridden by those given on the command line."""
     from medssl.rundir import read_yaml
-    from medssl.train import TrainConfig, train
 
     opts = vars(args).copy()
     for key in ("command", "debug", "resume", "config"):
         opts.pop(key, None)
     merged = read_yaml(args.config) if args.config else {}
     merged.update(opts)
-    cfg = TrainConfig.from_dict(merged)
+    return merged
+
+
+def _train(args: argparse.Namespace) -> int:
+    from medssl.train import TrainConfig, train
+
+    cfg = TrainConfig.from_dict(_options(args))
     metrics = train(cfg, resume=args.resume)
     print(format_metrics(metrics))
     print(f"run directory: {cfg.out}")
+    return 0
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from medssl.pretrain import PretrainConfig, pretrain
+
+    cfg = PretrainConfig.from_dict(_options(args))
+    s = pretrain(cfg, resume=args.resume)
+    if s:
+        print(
+            f"SimCLR {s['dataset']}: loss {s['first_loss']:.4f} -> {s['final_loss']:.4f}; "
+            f"kNN val AUROC {s['knn_val_auroc_first']} -> {s['knn_val_auroc_last']}; "
+            f"{s['train_time_s']:.0f} s\nencoder: {s['encoder']}"
+        )
+    return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from medssl.probe import ProbeConfig, probe
+
+    cfg = ProbeConfig.from_dict(_options(args))
+    summary = probe(cfg)
+    print(summary["table_md"])
+    return 0
+
+
+def _augment_preview(args: argparse.Namespace) -> int:
+    import torch
+
+    from medssl import data as D
+    from medssl import plots
+    from medssl.augment import MODALITY_PRESETS, augment, preset, to_float
+
+    info = D.dataset_info(args.dataset)
+    name = args.augment or MODALITY_PRESETS[info.modality]
+    cfg = preset(name)
+    if args.images < 1 or args.views < 1:
+        raise MedsslError("--images and --views must be >= 1")
+    train = D.load_splits(args.dataset, args.data_root)["train"]
+    gen = torch.Generator().manual_seed(args.seed)
+    idx = torch.randperm(len(train), generator=gen)[: args.images]
+    x = to_float(train.images[idx])
+    views = augment(x.repeat_interleave(args.views, 0), cfg, gen)
+    views = views.view(args.images, args.views, *x.shape[-2:]).numpy()
+    path = plots.plot_augmentation_grid(
+        x[:, 0].numpy(), views, args.out, title=f"{args.dataset}: preset {name}"
+    )
+    print(f"wrote {path}")
     return 0
 
 
@@ -165,12 +345,21 @@ def format_metrics(m: dict) -> str:
     return "\n".join(lines)
 
 
+COMMANDS = {
+    "train": _train,
+    "pretrain": _pretrain,
+    "probe": _probe,
+    "augment-preview": _augment_preview,
+    "compare": _compare,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("LIGHTLY_DID_VERSION_CHECK", "True")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return {"train": _train, "compare": _compare}[args.command](args)
+        return COMMANDS[args.command](args)
     except MedsslError as exc:
         if getattr(args, "debug", False):
             traceback.print_exc()

@@ -30,6 +30,7 @@ class DatasetInfo:
     modality: str
     label_names: dict[int, str]
     default_positive: int  # the clinically meaningful "positive" label
+    default_epochs: int  # supervised epochs of the default recipe (~120-370 steps of 128)
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -38,12 +39,14 @@ DATASETS: dict[str, DatasetInfo] = {
         modality="ultrasound",
         label_names={0: "malignant", 1: "normal/benign"},
         default_positive=0,
+        default_epochs=30,
     ),
     "pneumoniamnist": DatasetInfo(
         name="pneumoniamnist",
         modality="chest-xray",
         label_names={0: "normal", 1: "pneumonia"},
         default_positive=1,
+        default_epochs=10,
     ),
 }
 

@@ -1,4 +1,5 @@
-"""Training objectives: single-logit BCE and class-weighted BCE (finetuning-theory.md §2, §5)."""
+"""Training objectives: single-logit BCE and class-weighted BCE (finetuning-theory.md §2, §5),
+and the NT-Xent contrastive loss (contrastive-ssl-theory.md §4)."""
 
 from __future__ import annotations
 
@@ -49,3 +50,30 @@ def weighted_bce(logits: torch.Tensor, targets: torch.Tensor, w0: float, w1: flo
     y = targets.to(logits.dtype)
     weight = w1 * y + w0 * (1 - y)
     return F.binary_cross_entropy_with_logits(logits, y, weight=weight)
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
+    """Symmetric NT-Xent over the 2B views (contrastive-ssl-theory.md §4, eq. (1)-(2)).
+
+    Z = [normalise(z1); normalise(z2)] (2B, k); S = Z Z^T; the positive of row k is p(k) = k ± B;
+    l(k) = -log exp(S_k,p(k)/tau) / sum_{m != k} exp(S_km/tau); the loss is the mean over all 2B
+    anchors. Computed as a cross-entropy over the rows of S/tau with the diagonal masked out.
+
+    Args:
+        z1, z2: (B, k) projections of the first and second views (normalised here).
+        temperature: tau > 0.
+    Returns:
+        Scalar loss.
+    """
+    if temperature <= 0:
+        raise MedsslError(f"temperature must be > 0, got {temperature}")
+    if z1.shape != z2.shape or z1.ndim != 2:
+        raise MedsslError(
+            f"z1 and z2 must both be (B, k); got {tuple(z1.shape)}, {tuple(z2.shape)}"
+        )
+    b = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)  # (2B, k)
+    sim = z @ z.T / temperature  # (2B, 2B)
+    sim = sim.masked_fill(torch.eye(2 * b, dtype=torch.bool, device=z.device), float("-inf"))
+    positives = torch.arange(2 * b, device=z.device).roll(b)  # p(k) = k + B mod 2B
+    return F.cross_entropy(sim, positives)

@@ -101,6 +101,30 @@ class Classifier(nn.Module):
         return self
 
 
+class ProjectionHead(nn.Module):
+    """g_phi: MLP h (d) -> z (k), Linear-BN-ReLU between layers (contrastive-ssl-theory.md §2).
+
+    `dims` = (d, hidden..., k), default (512, 512, 128) as in SimCLR.
+    """
+
+    def __init__(self, dims: tuple[int, ...] = (512, 512, 128)) -> None:
+        super().__init__()
+        if len(dims) < 2 or any(d <= 0 for d in dims):
+            raise MedsslError(f"projection dims must be >= 2 positive sizes, got {dims}")
+        self.dims = tuple(dims)
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+            last = i == len(dims) - 2
+            layers.append(nn.Linear(a, b, bias=last))
+            if not last:
+                layers += [nn.BatchNorm1d(b), nn.ReLU(inplace=True)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """(N, d) -> (N, k) unnormalised projections z (the loss normalises them)."""
+        return self.net(h)
+
+
 def metadata(kind: str, model: Encoder, **extra: str) -> dict[str, str]:
     """The JSON-able metadata stored with every medssl model file."""
     meta = {

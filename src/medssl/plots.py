@@ -18,7 +18,14 @@ from numpy.typing import ArrayLike
 
 from medssl import metrics
 
-__all__ = ["plot_learning_curves", "plot_reliability_diagram", "plot_roc_curves"]
+__all__ = [
+    "plot_augmentation_grid",
+    "plot_label_efficiency",
+    "plot_learning_curves",
+    "plot_pretrain_curves",
+    "plot_reliability_diagram",
+    "plot_roc_curves",
+]
 
 DPI = 120
 
@@ -55,7 +62,9 @@ def _check_splits(targets_by_split: Mapping, values_by_split: Mapping, name: str
         )
 
 
-def plot_learning_curves(history: list[dict], path: str | os.PathLike[str]) -> Path:
+def plot_learning_curves(
+    history: list[dict], path: str | os.PathLike[str], auroc_label: str = "validation AUROC"
+) -> Path:
     """Plot losses, validation AUROC and learning rate against epoch.
 
     Args:
@@ -110,8 +119,8 @@ def plot_learning_curves(history: list[dict], path: str | os.PathLike[str]) -> P
             label=f"best: epoch {epoch[best]:g}, AUROC {val_auroc[best]:.4f}",
         )
         ax.set_xlabel("epoch")
-        ax.set_ylabel("validation AUROC")
-        ax.set_title("validation AUROC")
+        ax.set_ylabel(auroc_label)
+        ax.set_title(auroc_label)
         ax.legend(loc="lower right")
 
     if has_lr:
@@ -124,6 +133,79 @@ def plot_learning_curves(history: list[dict], path: str | os.PathLike[str]) -> P
         ax.set_ylabel("learning rate")
         ax.set_title("learning rate")
 
+    return _save(fig, path)
+
+
+def plot_pretrain_curves(history: list[dict], path: str | os.PathLike[str]) -> Path:
+    """SimCLR curves: NT-Xent loss, kNN validation AUROC of the frozen encoder, and LR."""
+    rows = [
+        {
+            "epoch": r["epoch"],
+            "train_loss": r["loss"],
+            "val_auroc": r.get("knn_val_auroc"),
+            "lr": r.get("lr"),
+        }
+        for r in history
+    ]
+    return plot_learning_curves(rows, path, auroc_label="kNN validation AUROC")
+
+
+def plot_augmentation_grid(
+    originals: np.ndarray, views: np.ndarray, path: str | os.PathLike[str], title: str = ""
+) -> Path:
+    """Grid: one row per image, the original then its augmented views (grey, [0, 1]).
+
+    Args:
+        originals: (R, H, W) images.
+        views: (R, V, H, W) augmented views of each image.
+    """
+    rows, n_views = views.shape[:2]
+    fig = Figure(figsize=(1.2 * (n_views + 1), 1.2 * rows + 0.4), layout="constrained")
+    axes = fig.subplots(rows, n_views + 1, squeeze=False)
+    for r in range(rows):
+        for c in range(n_views + 1):
+            ax = axes[r][c]
+            ax.imshow(originals[r] if c == 0 else views[r, c - 1], cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title("original" if c == 0 else f"view {c}", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def plot_label_efficiency(
+    tables: Mapping[str, Sequence[Mapping]],
+    path: str | os.PathLike[str],
+    metrics_to_plot: Sequence[str] = ("test_auroc", "test_balanced_accuracy", "test_ece"),
+) -> Path:
+    """Metric (mean ± std over seeds) against label fraction (log axis), one line per method.
+
+    Args:
+        tables: method name -> rows with ``label_fraction``, ``<metric>`` and ``<metric>_std``.
+        path: Output PNG path.
+    """
+    if not tables:
+        raise ValueError("tables is empty; pass at least one method")
+    fig = Figure(figsize=(4.5 * len(metrics_to_plot), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(metrics_to_plot), squeeze=False)[0]
+    for ax, key in zip(axes, metrics_to_plot, strict=True):
+        for name, rows in tables.items():
+            frac = _column(rows, "label_fraction")
+            ax.errorbar(
+                frac,
+                _column(rows, key),
+                yerr=_column(rows, key + "_std"),
+                marker="o",
+                markersize=4,
+                capsize=3,
+                label=name,
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("fraction of training labels")
+        ax.set_title(key.replace("test_", "test ").replace("_", " "))
+        ax.legend(fontsize=8)
     return _save(fig, path)
 
 

@@ -1,0 +1,387 @@
+"""SimCLR pretraining (contrastive-ssl-theory.md): encoder f + projection g trained with NT-Xent.
+
+The training split is used as unlabeled images: labels never reach the loss. Labels are read only
+by the kNN monitor, which scores the frozen encoder's features on the validation split after an
+epoch so users can watch representations improve.
+
+Multi-process: launched with `torchrun`, each process takes its slice of one global permutation,
+projections are all-gathered WITH gradients so every anchor sees the 2B·world views of the global
+batch, and DDP averages parameter gradients: the step equals one process on the whole batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from medssl import data as D
+from medssl.augment import MODALITY_PRESETS, AugmentConfig, preset, to_float, two_views
+from medssl.errors import MedsslError
+from medssl.losses import nt_xent
+from medssl.metrics import auroc
+from medssl.models import Encoder, ProjectionHead, metadata, save_model
+from medssl.rundir import (
+    atomic_path,
+    read_history,
+    read_yaml,
+    run_lock,
+    write_history,
+    write_json,
+    write_yaml,
+)
+from medssl.train import autocast, extract_features, lr_factor, resolve_device, resolve_precision
+
+
+@dataclass
+class PretrainConfig:
+    """Every option of `medssl pretrain`; validated on construction."""
+
+    dataset: str = "breastmnist"
+    data_root: str | None = None
+    out: str = "runs/pretrain"
+    epochs: int = 100
+    batch_size: int = 256  # B images -> 2B views per step (per process)
+    lr: float = 2e-3  # AdamW peak LR
+    weight_decay: float = 1e-4
+    temperature: float = 0.2  # tau of NT-Xent
+    lr_schedule: str = "cosine"  # cosine | exp | constant, after warm-up
+    gamma: float = 0.98
+    warmup_epochs: int = 5
+    stem: str = "imagenet"
+    proj_dims: str = "512,512,128"  # projection MLP sizes d,hidden...,k
+    augment: str | None = None  # preset; None: the dataset's modality preset
+    augment_overrides: dict = field(default_factory=dict)
+    seed: int = 0
+    size: int = 28
+    resize: int | None = None
+    precision: str = "auto"
+    device: str = "auto"
+    knn_k: int = 20
+    knn_every: int = 1  # epochs between kNN monitor evaluations (0: never)
+    eval_batch_size: int = 512
+    download: bool = False
+    verify_md5: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        info = D.dataset_info(self.dataset)
+        if self.augment is None:
+            self.augment = MODALITY_PRESETS[info.modality]
+        if self.temperature <= 0:
+            raise MedsslError(f"--temperature must be > 0, got {self.temperature}")
+        for name in ("epochs", "batch_size", "lr", "knn_k", "eval_batch_size"):
+            if not getattr(self, name) > 0:
+                raise MedsslError(
+                    f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}"
+                )
+        if self.batch_size < 2:
+            raise MedsslError("--batch-size must be >= 2 (NT-Xent needs negatives)")
+        if self.lr_schedule not in ("cosine", "exp", "constant"):
+            raise MedsslError(
+                f"--lr-schedule must be cosine, exp or constant, got {self.lr_schedule!r}"
+            )
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise MedsslError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.weight_decay < 0 or self.warmup_epochs < 0 or self.knn_every < 0:
+            raise MedsslError("--weight-decay, --warmup-epochs, --knn-every must be >= 0")
+        self.projection_dims()
+        self.augment_config()
+
+    def projection_dims(self) -> tuple[int, ...]:
+        try:
+            dims = tuple(int(d) for d in str(self.proj_dims).split(","))
+        except ValueError:
+            raise MedsslError(
+                f"--proj-dims must be comma-separated ints, got {self.proj_dims!r}"
+            ) from None
+        if len(dims) < 2 or dims[0] != Encoder.num_features or min(dims) <= 0:
+            raise MedsslError(
+                f"--proj-dims must start with {Encoder.num_features} and have >= 2 "
+                f"positive sizes, got {self.proj_dims!r}"
+            )
+        return dims
+
+    def augment_config(self) -> AugmentConfig:
+        base = preset(self.augment).to_dict()
+        base.update(self.augment_overrides)
+        return AugmentConfig.from_dict(base)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PretrainConfig:
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise MedsslError(f"unknown pretrain options {sorted(unknown)}")
+        return cls(**d)
+
+
+class SimCLR(torch.nn.Module):
+    """Encoder f and projection head g; forward gives unnormalised z of a batch of views."""
+
+    def __init__(self, stem: str, proj_dims: tuple[int, ...]) -> None:
+        super().__init__()
+        self.encoder = Encoder(stem, in_channels=1)
+        self.projection = ProjectionHead(proj_dims)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projection(self.encoder(x))
+
+
+def gather_with_grad(z: torch.Tensor) -> torch.Tensor:
+    """Concatenate `z` from all processes in rank order, keeping gradients (identity if single)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return z
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(z))
+
+
+def distributed_nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """NT-Xent over the global batch: local views (B, k) gathered to (B·world, k) per view.
+
+    Every process computes the same global loss; all_gather's backward sums the gradients of the
+    copies, and DDP's averaging then gives exactly the single-process gradient.
+    """
+    return nt_xent(gather_with_grad(z1), gather_with_grad(z2), temperature)
+
+
+@torch.no_grad()
+def knn_scores(
+    train_feats: torch.Tensor,
+    train_targets: torch.Tensor,
+    query_feats: torch.Tensor,
+    k: int = 20,
+    temperature: float = 0.07,
+) -> torch.Tensor:
+    """Weighted kNN (cosine) positive-class score of each query: sum w y / sum w over the k
+    nearest training features, w = exp(cos / temperature) (Wu et al. 2018's monitor)."""
+    train = F.normalize(train_feats.float(), dim=1)
+    query = F.normalize(query_feats.float(), dim=1)
+    k = min(k, len(train))
+    sims, idx = (query @ train.T).topk(k, dim=1)  # (Q, k)
+    w = ((sims - 1) / temperature).exp()  # shifted by the max possible cos for stability
+    return (w * train_targets.float()[idx]).sum(1) / w.sum(1)
+
+
+def _rank_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _init_distributed(device: torch.device) -> None:
+    """Join the torchrun process group when launched with WORLD_SIZE > 1."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+
+def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
+    """Run SimCLR pretraining; write encoder, projection head, history and plots to cfg.out.
+
+    Run directory: config.yaml, history.jsonl (loss, kNN val AUROC/accuracy, LR, time),
+    encoder.safetensors (+ .json), projection_head.safetensors, last.pt, loss_curve.png,
+    pretrain.json (written last: marks a finished run).
+    """
+    out = Path(cfg.out)
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and int(os.environ.get("LOCAL_RANK", "-1")) >= 0:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    _init_distributed(device)
+    rank, world = _rank_info()
+    info = D.dataset_info(cfg.dataset)
+    splits = D.load_splits(
+        cfg.dataset,
+        cfg.data_root,
+        info.default_positive,
+        cfg.size,
+        device,
+        cfg.download,
+        cfg.verify_md5,
+    )
+    if resume and not (out / "last.pt").is_file():
+        raise MedsslError(f"--resume: {out}/last.pt not found; start without --resume")
+    if not resume and (out / "pretrain.json").exists():
+        raise MedsslError(f"{out} already holds a finished pretraining; choose another --out")
+    if resume:
+        saved = read_yaml(out / "config.yaml")
+        diff = {
+            k
+            for k, v in cfg.to_dict().items()
+            if k not in ("device", "progress") and saved.get(k) != v
+        }
+        if diff:
+            raise MedsslError(f"--resume: options differ from {out}/config.yaml: {sorted(diff)}")
+    torch.manual_seed(cfg.seed)
+    model = SimCLR(cfg.stem, cfg.projection_dims()).to(device, memory_format=torch.channels_last)
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model)
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+    )
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    aug = cfg.augment_config()
+    images = splits["train"].images  # labels are never read by the training step
+    n = len(images)
+    history: list[dict] = []
+    start = 0
+    if resume:
+        state = torch.load(out / "last.pt", map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"].cpu())
+        start = state["epoch"] + 1
+        history = read_history(out / "history.jsonl")[: state["history_len"]]
+        log(f"resumed {out} at epoch {start}")
+    precision = resolve_precision(cfg.precision, device)
+    global_batch = cfg.batch_size * world
+    steps = n // global_batch if n >= global_batch else 1
+    if rank == 0:
+        log(
+            f"SimCLR on {cfg.dataset} train ({n} images, labels unused): {steps} steps/epoch of "
+            f"{min(global_batch, n)} images = {2 * min(global_batch, n)} views, tau "
+            f"{cfg.temperature}, augment {cfg.augment}, {world} process(es), device {device}, "
+            f"{precision}"
+        )
+    lock = run_lock(out) if rank == 0 else contextlib.nullcontext()
+    with lock:
+        if rank == 0:
+            write_yaml(out / "config.yaml", cfg.to_dict())
+        bar = tqdm(
+            range(start, cfg.epochs),
+            desc=f"SimCLR {cfg.dataset}",
+            unit="epoch",
+            disable=not cfg.progress or rank != 0,
+            initial=start,
+            total=cfg.epochs,
+            dynamic_ncols=True,
+        )
+        for epoch in bar:
+            t0 = time.perf_counter()
+            lr = cfg.lr * lr_factor(epoch, cfg)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            net.train()
+            perm = torch.randperm(n, generator=gen, device=device)
+            loss_sum = torch.zeros((), device=device)
+            for step in range(steps):
+                batch = perm[step * global_batch : (step + 1) * global_batch]
+                local = batch.tensor_split(world)[rank]  # this process's slice of the batch
+                v1, v2 = two_views(to_float(images[local], cfg.resize), aug, gen)
+                with autocast(device, precision):
+                    z = net(torch.cat([v1, v2]))
+                loss = distributed_nt_xent(
+                    z[: len(local)].float(), z[len(local) :].float(), cfg.temperature
+                )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss_sum += loss.detach()
+            row = {
+                "epoch": epoch,
+                "lr": lr,
+                "loss": float(loss_sum) / steps,
+                "epoch_time_s": time.perf_counter() - t0,
+            }
+            if not math.isfinite(row["loss"]):
+                raise MedsslError(
+                    f"non-finite NT-Xent loss at epoch {epoch}; last good "
+                    f"checkpoint kept in {out}; lower --lr or raise --temperature"
+                )
+            if rank == 0 and cfg.knn_every and (epoch + 1) % cfg.knn_every == 0:
+                row.update(knn_monitor(model.encoder, splits, cfg, precision))
+            if rank == 0:
+                history.append(row)
+                _save(model, opt, gen, epoch, history, cfg, out)
+                bar.set_postfix(
+                    loss=f"{row['loss']:.4f}",
+                    knn_auroc=f"{row.get('knn_val_auroc', float('nan')):.4f}",
+                )
+        bar.close()
+        summary = {}
+        if rank == 0:
+            summary = _finish(cfg, history, out, n, world, precision, str(device))
+    if world > 1:
+        dist.barrier()
+    return summary
+
+
+def knn_monitor(encoder: Encoder, splits: dict, cfg: PretrainConfig, precision: str) -> dict:
+    """kNN (cosine, k = cfg.knn_k) AUROC and accuracy on val from frozen train features."""
+    tr = extract_features(
+        encoder, splits["train"].images, cfg.eval_batch_size, cfg.resize, precision
+    )
+    va = extract_features(encoder, splits["val"].images, cfg.eval_batch_size, cfg.resize, precision)
+    scores = knn_scores(tr, splits["train"].targets, va, cfg.knn_k).double().cpu().numpy()
+    y = splits["val"].targets.cpu().numpy()
+    return {
+        "knn_val_auroc": auroc(y, scores),
+        "knn_val_accuracy": float(np.mean((scores >= 0.5) == (y == 1))),
+    }
+
+
+def _save(model: SimCLR, opt, gen, epoch: int, history: list[dict], cfg, out: Path) -> None:
+    meta = dict(dataset=cfg.dataset, epoch=epoch, objective="simclr", temperature=cfg.temperature)
+    save_model(
+        model.encoder, out / "encoder.safetensors", metadata("encoder", model.encoder, **meta)
+    )
+    save_model(
+        model.projection,
+        out / "projection_head.safetensors",
+        metadata("projection_head", model.encoder, dims=cfg.proj_dims, **meta),
+    )
+    write_history(out / "history.jsonl", history)
+    with atomic_path(out / "last.pt") as tmp:
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "epoch": epoch,
+                "generator": gen.get_state(),
+                "history_len": len(history),
+            },
+            tmp,
+        )
+
+
+def _finish(cfg, history, out, n, world, precision, device) -> dict:
+    from medssl import plots
+
+    plots.plot_pretrain_curves(history, out / "loss_curve.png")
+    knn = [r["knn_val_auroc"] for r in history if "knn_val_auroc" in r]
+    summary = {
+        "dataset": cfg.dataset,
+        "objective": "simclr",
+        "epochs": cfg.epochs,
+        "n_train_images": n,
+        "world_size": world,
+        "device": device,
+        "precision": precision,
+        "final_loss": history[-1]["loss"] if history else None,
+        "first_loss": history[0]["loss"] if history else None,
+        "knn_val_auroc_first": knn[0] if knn else None,
+        "knn_val_auroc_last": knn[-1] if knn else None,
+        "train_time_s": sum(r["epoch_time_s"] for r in history),
+        "encoder": str(out / "encoder.safetensors"),
+    }
+    write_json(out / "pretrain.json", summary)
+    return summary
