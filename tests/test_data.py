@@ -49,8 +49,10 @@ def test_stratified_subset_is_seeded_and_stratified():
     c = D.stratified_subset(targets, 0.1, seed=4)
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert int(targets[a].sum()) == 30 and int((targets[a] == 0).sum()) == 10
-    tiny = D.stratified_subset(targets, 0.001, seed=0)  # rounds to 0 -> at least one each
-    assert sorted(targets[tiny].tolist()) == [0.0, 1.0]
+    tiny = D.stratified_subset(targets, 0.005, seed=0)  # 1.5 -> 2 positives, 0.5 -> 1 negative
+    assert sorted(targets[tiny].tolist()) == [0.0, 1.0, 1.0]
+    with pytest.raises(MedsslError, match="cannot hold one example of each class"):
+        D.stratified_subset(targets, 0.001, seed=0)
     assert torch.equal(D.stratified_subset(targets, 1.0, 0), torch.arange(400))
     with pytest.raises(MedsslError):
         D.stratified_subset(targets, 0.0, 0)

@@ -139,3 +139,16 @@ def test_nt_xent_symmetric_scale_invariant_and_finite_grads():
         nt_xent(z1, z2, 0.0)
     with pytest.raises(MedsslError):
         nt_xent(z1, z2[:3], 0.5)
+
+
+def test_nt_xent_matches_lightly_oracle(monkeypatch):
+    """An independent implementation: lightly's NTXentLoss (test-only dependency)."""
+    monkeypatch.setenv("LIGHTLY_DID_VERSION_CHECK", "True")  # no network check on import
+    from lightly.loss import NTXentLoss
+
+    g = torch.Generator().manual_seed(3)
+    for b, tau in ((2, 0.1), (16, 0.5), (64, 0.2)):
+        z1 = torch.randn(b, 32, generator=g)
+        z2 = torch.randn(b, 32, generator=g)
+        expected = NTXentLoss(temperature=tau)(z1, z2)
+        torch.testing.assert_close(nt_xent(z1, z2, tau), expected, rtol=1e-5, atol=1e-6)

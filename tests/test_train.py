@@ -223,3 +223,11 @@ def test_cli_config_file_and_override(tmp_path, data_root):
     assert "positive class: label 0 (malignant)" in r.stdout
     saved = (tmp_path / "r" / "config.yaml").read_text()
     assert "seed: 4" in saved and "epochs: 1" in saved
+
+
+def test_nonfinite_loss_stops_with_step(tmp_path, data_root, monkeypatch):
+    monkeypatch.setattr(T, "bce", lambda z, y: (z * float("nan")).mean())
+    cfg = _cfg(tmp_path, data_root=str(data_root), epochs=2, label_fraction=0.1)
+    with pytest.raises(MedsslError, match="non-finite loss at epoch 0, step 0"):
+        T.train(cfg, log=quiet)
+    assert not (tmp_path / "run" / "metrics.json").exists()

@@ -57,7 +57,11 @@ OPTIONS: dict[str, tuple[type, str]] = {
         "label (0/1) or name counted as positive (default: malignant for "
         "BreastMNIST, pneumonia for PneumoniaMNIST)",
     ),
-    "stem": (str, "imagenet | compact | cifar (see docs/results.md)"),
+    "stem": (
+        str,
+        "imagenet | compact | cifar (train: None = the dataset's default, BreastMNIST "
+        "cifar, PneumoniaMNIST imagenet; see docs/results.md)",
+    ),
     "size": (int, "official image size of the npz file: 28 | 64 | 128 | 224"),
     "resize": (int, "resize images on the device to this many pixels"),
     "augment": (str, "augmentation preset: none | light | simclr-xray | simclr-ultrasound"),

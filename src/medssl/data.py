@@ -31,6 +31,7 @@ class DatasetInfo:
     label_names: dict[int, str]
     default_positive: int  # the clinically meaningful "positive" label
     default_epochs: int  # supervised epochs of the default recipe (~120-370 steps of 128)
+    default_stem: str  # ResNet-18 stem of the default recipe, chosen on val (docs/results.md)
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -40,6 +41,7 @@ DATASETS: dict[str, DatasetInfo] = {
         label_names={0: "malignant", 1: "normal/benign"},
         default_positive=0,
         default_epochs=30,
+        default_stem="cifar",
     ),
     "pneumoniamnist": DatasetInfo(
         name="pneumoniamnist",
@@ -47,6 +49,7 @@ DATASETS: dict[str, DatasetInfo] = {
         label_names={0: "normal", 1: "pneumonia"},
         default_positive=1,
         default_epochs=10,
+        default_stem="imagenet",
     ),
 }
 
@@ -223,10 +226,16 @@ def load_splits(
 def stratified_subset(targets: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
     """Seeded stratified subsample: round(fraction * N_c) of each class c, at least one each.
 
-    Returns sorted indices into `targets`. Raises MedsslError when a class would be empty.
+    Returns sorted indices into `targets`. Raises MedsslError when a class is empty or the
+    fraction cannot hold one example of each class (round(fraction * N) < 2).
     """
     if not 0.0 < fraction <= 1.0:
         raise MedsslError(f"--label-fraction must be in (0, 1], got {fraction}")
+    if round(fraction * len(targets)) < 2:
+        raise MedsslError(
+            f"--label-fraction {fraction} of {len(targets)} training examples "
+            f"cannot hold one example of each class; use >= {2 / len(targets):.4f}"
+        )
     if fraction == 1.0:
         return torch.arange(len(targets))
     gen = torch.Generator().manual_seed(seed)

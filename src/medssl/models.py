@@ -87,7 +87,10 @@ class Classifier(nn.Module):
         return self.head(h).squeeze(-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        """Logits (B,) in float32: under autocast only the trunk runs in reduced precision."""
+        h = self.forward_features(x)
+        with torch.autocast(h.device.type, enabled=False):
+            return self.forward_head(h.float())
 
     def freeze_encoder(self) -> None:
         """Head-only mode: no gradients into the trunk and BatchNorm statistics frozen."""

@@ -9,6 +9,7 @@ the end, with the model chosen on validation.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -58,7 +59,7 @@ class TrainConfig:
     seed: int = 0
     label_fraction: float = 1.0
     positive_class: str | None = None  # label (0/1) or name; None: the clinical default
-    stem: str = "cifar"  # chosen on validation AUROC, see docs/results.md
+    stem: str | None = None  # None: the dataset's default (chosen on val AUROC, docs/results.md)
     size: int = 28  # official MedMNIST file size: 28, 64, 128 or 224
     resize: int | None = None  # optional on-device resize of every image
     augment: str = "light"  # preset name (see medssl.augment.PRESETS)
@@ -75,6 +76,12 @@ class TrainConfig:
         info = D.dataset_info(self.dataset)
         if self.epochs is None:
             self.epochs = info.default_epochs
+        if self.stem is None:  # an encoder file brings its own stem
+            self.stem = info.default_stem
+            if self.init.endswith(".safetensors") and Path(self.init).is_file():
+                from medssl.models import read_model
+
+                self.stem = read_model(self.init)[1].get("stem", self.stem)
         choices = {
             "mode": ("all", "head"),
             "loss": ("bce", "weighted-bce"),
@@ -287,9 +294,13 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     aug_cfg = cfg.augment_config()
     train_idx = D.stratified_subset(splits["train"].targets, cfg.label_fraction, cfg.seed)
     train_split = splits["train"].subset(train_idx)
+    if resume and (out / "metrics.json").is_file():
+        log(f"{out} is already finished; nothing to resume")
+        return json.loads((out / "metrics.json").read_text())
     if resume and not (out / "last.pt").is_file():
-        raise MedsslError(f"--resume: {out}/last.pt not found; start without --resume")
-    if not resume and (out / "metrics.json").exists():
+        log(f"--resume: no checkpoint in {out} yet; starting from epoch 0")
+        resume = False
+    elif not resume and (out / "metrics.json").exists():
         raise MedsslError(f"{out} already holds a finished run; choose another --out")
     if resume:
         saved = read_yaml(out / "config.yaml")
@@ -381,24 +392,28 @@ def _fit(cfg, model, splits, train_split, aug_cfg, device, positive, pos_name, o
         model.train()
         perm = torch.randperm(n, generator=gen, device=device)
         loss_sum = torch.zeros((), device=device)
-        for idx in perm.split(cfg.batch_size):
+        bad_step = torch.full((), -1, device=device)
+        for step, idx in enumerate(perm.split(cfg.batch_size)):
             y = train_split.targets[idx]
-            with autocast(device, cfg.precision):
-                if cached:
-                    logits = model.forward_head(feats["train"][idx])
-                else:
-                    x = augment(to_float(train_split.images[idx], cfg.resize), aug_cfg, gen)
-                    logits = model(x)
-                loss = loss_fn(logits.float(), y)
-            if not torch.isfinite(loss):
-                raise MedsslError(
-                    f"non-finite loss at epoch {epoch}; last good checkpoint kept "
-                    f"in {out}; lower --lr"
-                )
+            if cached:  # logistic regression step on cached features, in float32
+                logits = model.forward_head(feats["train"][idx])
+            else:
+                x = augment(to_float(train_split.images[idx], cfg.resize), aug_cfg, gen)
+                with autocast(device, cfg.precision):
+                    logits = model(x)  # float32 logits: the head runs outside autocast
+            loss = loss_fn(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             loss_sum += loss.detach() * len(idx)
+            # Non-finite losses are flagged on the device (no per-step host sync) and checked
+            # once per epoch, before anything of the epoch is saved.
+            bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss.detach()), step, bad_step)
+        if int(bad_step) >= 0:
+            raise MedsslError(
+                f"non-finite loss at epoch {epoch}, step {int(bad_step)}; the last good "
+                f"checkpoint is kept in {out}; lower --lr and start a new run"
+            )
         if cached:
             val_logits = model.forward_head(feats["val"]).detach()
         else:
