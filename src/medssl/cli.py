@@ -243,6 +243,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="augment_preview.png", help="PNG path")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
+    e = sub.add_parser(
+        "evaluate",
+        help="calibration, CIs and operating points of a finished classifier run",
+        description="Temperature scaling fitted on validation (ECE equal-width and equal-mass, "
+        "NLL, Brier before/after), AUROC and average precision with seeded bootstrap "
+        "95%% CIs, and operating points chosen on validation, reported on test. "
+        "Writes evaluation.json, evaluation.md, reliability_temperature.png, pr.png.",
+    )
+    e.add_argument("run_dir", help="a finished `medssl train` run directory")
+    e.add_argument("--n-bootstrap", type=int, default=1000, help="resamples [default: 1000]")
+    e.add_argument("--seed", type=int, default=0, help="bootstrap seed [default: 0]")
+    e.add_argument("--target-sensitivity", type=float, default=0.9, help="[default: 0.9]")
+    e.add_argument("--target-fpr", type=float, default=0.1, help="[default: 0.1]")
+    e.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
     c = sub.add_parser(
         "compare",
         help="table of finished runs (mean ± std over seeds of one recipe)",
@@ -322,6 +337,22 @@ def _augment_preview(args: argparse.Namespace) -> int:
         x[:, 0].numpy(), views, args.out, title=f"{args.dataset}: preset {name}"
     )
     print(f"wrote {path}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from medssl.evaluate import evaluate_run
+
+    if args.n_bootstrap < 1 or not 0 < args.target_sensitivity <= 1 or not 0 <= args.target_fpr < 1:
+        raise MedsslError(
+            "--n-bootstrap >= 1, --target-sensitivity in (0, 1], --target-fpr in [0, 1) please"
+        )
+    evaluate_run(
+        args.run_dir, args.n_bootstrap, args.seed, args.target_sensitivity, args.target_fpr
+    )
+    print((Path(args.run_dir) / "evaluation.md").read_text())
     return 0
 
 

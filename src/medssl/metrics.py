@@ -16,6 +16,9 @@ from numpy.typing import ArrayLike
 
 __all__ = [
     "accuracy",
+    "average_precision",
+    "bootstrap_ci",
+    "precision_recall_curve",
     "auroc",
     "balanced_accuracy",
     "binary_metrics",
@@ -342,3 +345,58 @@ def binary_metrics(
         "threshold": float(threshold),
         "n_bins": _check_n_bins(n_bins),
     }
+
+
+def precision_recall_curve(
+    targets: ArrayLike, scores: ArrayLike
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision and recall of the positive class at every distinct score threshold.
+
+    Returns ``(precision, recall, thresholds)`` in decreasing threshold order (recall rising),
+    one point per distinct score; predicted positive iff score >= threshold.
+    """
+    y, s = _check_scores(targets, scores)
+    _, tpr, thresholds = roc_curve(y, s)
+    n_pos = int(np.count_nonzero(y))
+    order = np.sort(s)[::-1]
+    # Predicted positives at each distinct threshold: count of scores >= threshold.
+    predicted = np.searchsorted(-order, -thresholds[1:], side="right").astype(np.float64)
+    tp = tpr[1:] * n_pos
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    return precision, tpr[1:], thresholds[1:]
+
+
+def average_precision(targets: ArrayLike, scores: ArrayLike) -> float:
+    """AP = sum_n (R_n - R_{n-1}) P_n over thresholds (step-wise area under the PR curve,
+    scikit-learn's definition). NaN without positives."""
+    y, s = _check_scores(targets, scores)
+    if not np.any(y == 1):
+        return float("nan")
+    precision, recall, _ = precision_recall_curve(y, s)
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def bootstrap_ci(
+    statistic,
+    targets: ArrayLike,
+    values: ArrayLike,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of ``statistic(targets, values)``.
+
+    Resamples the N cases with replacement ``n_boot`` times from a seeded generator;
+    resamples where the statistic is undefined (NaN, e.g. AUROC with one class) are dropped.
+    """
+    y = _check_targets(targets)
+    v = _as_1d_numeric(values, "values").astype(np.float64)
+    _check_same_length(y, v, "values")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, y.size, size=(n_boot, y.size))
+    stats = np.array([statistic(y[i], v[i]) for i in idx], dtype=np.float64)
+    stats = stats[np.isfinite(stats)]
+    if stats.size == 0:
+        return float("nan"), float("nan")
+    lo, hi = np.percentile(stats, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return float(lo), float(hi)

@@ -309,3 +309,35 @@ def plot_roc_curves(
     ax.set_title(f"ROC (positive = {positive_name})")
     ax.legend(loc="lower right", fontsize="small")
     return _save(fig, path)
+
+
+def plot_pr_curves(
+    targets_by_split: dict[str, ArrayLike],
+    scores_by_split: dict[str, ArrayLike],
+    path: str | os.PathLike[str],
+    positive_name: str = "positive",
+) -> Path:
+    """Precision-recall curve of the positive class per split, AP in the legend, and each
+    split's prevalence (the precision of a random ranking) as a dotted line."""
+    _check_splits(targets_by_split, scores_by_split, "scores_by_split")
+    fig = Figure(figsize=(5.0, 5.0), layout="constrained")
+    ax = fig.subplots()
+    for i, split in enumerate(targets_by_split):
+        y, s = np.asarray(targets_by_split[split]), scores_by_split[split]
+        precision, recall, _ = metrics.precision_recall_curve(y, s)
+        ap = metrics.average_precision(y, s)
+        ax.step(
+            np.r_[0.0, recall],
+            np.r_[precision[0], precision],
+            where="pre",
+            color=f"C{i}",
+            label=f"{split} (AP = {ap:.4f})",
+        )
+        ax.axhline(y.mean(), color=f"C{i}", linestyle=":", linewidth=1)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel(f"recall (sensitivity for {positive_name})")
+    ax.set_ylabel("precision (PPV)")
+    ax.set_title(f"precision-recall (positive = {positive_name})")
+    ax.legend(loc="lower left", fontsize="small")
+    return _save(fig, path)

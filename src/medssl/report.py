@@ -41,7 +41,9 @@ def compare_table(runs: list[dict], split: str = "test", by_seed: bool = True) -
         key = tuple(r.get(k) for k in RECIPE_KEYS) if by_seed else (r["run_dir"],)
         groups.setdefault(key, []).append(r)
     head = ["dataset", "positive", "mode", "init", "loss", "stem", "labels", "seeds"]
-    head += [f"{split} {k}" for k in ("AUROC", "BalAcc", "Acc", "ECE")] + ["train s/run"]
+    head += ["val AUROC"] if split == "test" else []
+    head += [f"{split} {k}" for k in ("AUROC", "BalAcc", "Acc", "ECE")]
+    head += ["epochs", "s/epoch", "train s/run"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for members in groups.values():
         r0 = members[0]
@@ -55,7 +57,11 @@ def compare_table(runs: list[dict], split: str = "test", by_seed: bool = True) -
             f"{r0['label_fraction']:g}",
             ",".join(str(m["seed"]) for m in members),
         ]
+        if split == "test":  # the model-selection score, next to what it selected
+            cells.append(_mean_std([m["val"]["auroc"] for m in members]))
         cells += [_mean_std([m[split][k] for m in members]) for k in METRIC_KEYS]
+        cells.append(str(r0["epochs"]))
+        cells.append(f"{statistics.mean(m['train_time_s'] / m['epochs'] for m in members):.1f}")
         cells.append(f"{statistics.mean(m['train_time_s'] for m in members):.0f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
