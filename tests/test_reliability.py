@@ -3,6 +3,7 @@ and property-based invariances of the metrics."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -125,3 +126,37 @@ def test_ece_in_unit_interval_and_ba_symmetric(y, seed, n_bins):
     pred = (p >= 0.5).astype(float)
     swapped = M.balanced_accuracy(1 - y, 1 - pred)
     assert swapped == pytest.approx(M.balanced_accuracy(y, pred))
+
+
+def test_two_concurrent_runs_do_not_interfere(tmp_path, data_root):
+    """Two processes training at once into different run dirs give the numbers each gives
+    alone; a third process pointed at a busy run dir is refused by the lock."""
+    args = [
+        "train",
+        "--dataset",
+        "breastmnist",
+        "--stem",
+        "imagenet",
+        "--epochs",
+        "1",
+        "--label-fraction",
+        "0.2",
+        "--no-progress",
+        "--data-root",
+        str(data_root),
+    ]
+    a = _medssl(*args, "--seed", "1", "--out", str(tmp_path / "a"))
+    b = _medssl(*args, "--seed", "2", "--out", str(tmp_path / "b"))
+    deadline = time.time() + 120
+    while not (tmp_path / "a" / ".lock").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    c = _medssl(*args, "--seed", "1", "--out", str(tmp_path / "a"))
+    # c refuses either way: by the lock while a runs, or because a already finished.
+    assert c.wait(timeout=300) == 2
+    assert re.search("in use by process|already holds a finished run", c.stderr.read())
+    assert a.wait(timeout=300) == 0 and b.wait(timeout=300) == 0
+    alone = _medssl(*args, "--seed", "2", "--out", str(tmp_path / "b-alone"))
+    assert alone.wait(timeout=300) == 0
+    assert (tmp_path / "b" / "predictions.csv").read_text() == (
+        tmp_path / "b-alone" / "predictions.csv"
+    ).read_text()
