@@ -9,6 +9,7 @@ from medssl.calibration import brier, equal_mass_ece, fit_temperature, nll, sigm
 from medssl.errors import MedsslError
 from medssl.evaluate import evaluate_run
 from medssl.operating_points import choose_threshold, rates_at
+from medssl.robustness import SHIFTS, apply_shift
 
 
 def _data(n=300, seed=0, scale=3.0):
@@ -105,9 +106,53 @@ def test_evaluate_run_on_a_real_run(tmp_path, data_root):
     assert r["val"]["calibration_after"]["nll"] <= r["val"]["calibration_before"]["nll"] + 1e-12
     op = r["operating_points"]["sensitivity>=0.9"]
     assert op["val"]["sensitivity"] >= 0.9  # chosen on validation
-    for f in ("evaluation.json", "evaluation.md", "pr.png", "reliability_temperature.png"):
+    for f in (
+        "evaluation.json",
+        "evaluation.md",
+        "pr.png",
+        "reliability_temperature.png",
+        "error_gallery.png",
+        "robustness.png",
+    ):
         assert (tmp_path / "r" / f).stat().st_size > 0
     assert "malignant" in (tmp_path / "r" / "evaluation.md").read_text()
+    rows = r["robustness"]
+    assert len(rows) == 1 + 3 * len(SHIFTS)
+    # Re-predicting the clean test images reproduces the saved predictions' AUROC exactly.
+    assert rows[0]["shift"] == "none" and rows[0]["auroc"] == pytest.approx(r["test"]["auroc"])
+    assert all(np.isfinite(row["delta_auroc"]) for row in rows[1:])
+
+
+def test_shifts_identity_and_determinism():
+    import torch
+
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    for name, param in (
+        ("brightness", 1.0),
+        ("contrast", 1.0),
+        ("gamma", 1.0),
+        ("crop_resize", 1.0),
+        ("gaussian_noise", 0.0),
+        ("speckle", 0.0),
+    ):
+        torch.testing.assert_close(apply_shift(x, name, param), x, atol=1e-5, rtol=0)
+    a = apply_shift(x, "gaussian_noise", 0.1, seed=3)
+    torch.testing.assert_close(a, apply_shift(x, "gaussian_noise", 0.1, seed=3))
+    assert (a - x).abs().max() > 0.05
+    j = apply_shift(x, "jpeg", 95)
+    assert j.shape == x.shape and (j - x).abs().mean() < 0.1
+
+
+def test_load_classifier_refuses_encoders(tmp_path):
+    import torch
+
+    from medssl.evaluate import load_classifier
+    from medssl.models import Encoder, metadata, save_model
+
+    enc = Encoder("imagenet")
+    save_model(enc, tmp_path / "e.safetensors", metadata("encoder", enc))
+    with pytest.raises(MedsslError, match="a classifier is expected"):
+        load_classifier(tmp_path / "e.safetensors", torch.device("cpu"))
 
 
 def test_evaluate_refuses_non_classifier_runs(tmp_path):

@@ -256,6 +256,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0, help="bootstrap seed [default: 0]")
     e.add_argument("--target-sensitivity", type=float, default=0.9, help="[default: 0.9]")
     e.add_argument("--target-fpr", type=float, default=0.1, help="[default: 0.1]")
+    e.add_argument(
+        "--no-images",
+        dest="images",
+        action="store_false",
+        help="skip the error gallery and robustness suite (predictions.csv only)",
+    )
+    e.add_argument(
+        "--gallery-k",
+        type=int,
+        default=6,
+        help="false positives and false negatives shown [default: 6]",
+    )
     e.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
     c = sub.add_parser(
@@ -350,7 +362,13 @@ def _evaluate(args: argparse.Namespace) -> int:
             "--n-bootstrap >= 1, --target-sensitivity in (0, 1], --target-fpr in [0, 1) please"
         )
     evaluate_run(
-        args.run_dir, args.n_bootstrap, args.seed, args.target_sensitivity, args.target_fpr
+        args.run_dir,
+        args.n_bootstrap,
+        args.seed,
+        args.target_sensitivity,
+        args.target_fpr,
+        images=args.images,
+        gallery_k=args.gallery_k,
     )
     print((Path(args.run_dir) / "evaluation.md").read_text())
     return 0

@@ -10,13 +10,16 @@ import csv
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from medssl.augment import to_float
 from medssl.calibration import calibration_report, fit_temperature, sigmoid
 from medssl.errors import MedsslError
 from medssl.metrics import auroc, average_precision, balanced_accuracy, bootstrap_ci
 from medssl.metrics import expected_calibration_error as ece
-from medssl.models import read_model
+from medssl.models import Classifier, read_model
 from medssl.operating_points import operating_points
+from medssl.robustness import robustness_suite
 from medssl.rundir import read_yaml, write_json, write_text
 
 
@@ -57,8 +60,14 @@ def evaluate_run(
     seed: int = 0,
     target_sensitivity: float = 0.9,
     target_fpr: float = 0.1,
+    images: bool = True,
+    gallery_k: int = 6,
 ) -> dict:
-    """Evaluate a finished run; writes evaluation.json, evaluation.md and figures."""
+    """Evaluate a finished run; writes evaluation.json, evaluation.md and figures.
+
+    With `images` (default), the run's model and test images are loaded too, for the
+    high-confidence error gallery and the robustness suite.
+    """
     from medssl import plots
 
     run_dir = Path(run_dir)
@@ -117,9 +126,63 @@ def evaluate_run(
         run_dir / "pr.png",
         positive_name=pos_name,
     )
+    if images:
+        result["robustness"] = _image_checks(run_dir, cfg, result, test, gallery_k, seed)
     write_json(run_dir / "evaluation.json", result)
     write_text(run_dir / "evaluation.md", format_evaluation(result, pos_name))
     return result
+
+
+def load_classifier(path: Path, device: torch.device) -> Classifier:
+    """A medssl classifier file -> Classifier in eval mode; any other kind is refused."""
+    state, meta = read_model(path)
+    if meta.get("kind") != "classifier":
+        raise MedsslError(f"{path} is a {meta.get('kind')} file; a classifier is expected")
+    model = Classifier(meta["stem"], int(meta.get("in_channels", 1)))
+    model.load_state_dict(state)
+    return model.to(device, memory_format=torch.channels_last).eval()
+
+
+def _image_checks(run_dir: Path, cfg: dict, result: dict, test: dict, k: int, seed: int):
+    """Error gallery (top-k FP and FN on test) and the robustness suite; returns its rows."""
+    from medssl import data as D
+    from medssl import plots
+    from medssl.train import TrainConfig, predict_logits, resolve_device
+
+    tc = TrainConfig.from_dict(cfg)
+    device = resolve_device(tc.device)
+    info = D.dataset_info(tc.dataset)
+    positive = D.resolve_positive(info, tc.positive_class)
+    split = D.load_splits(tc.dataset, tc.data_root, positive, tc.size, device)["test"]
+    if not np.array_equal(split.targets.cpu().numpy().astype(int), test["target"]):
+        raise MedsslError(f"{run_dir}: test labels differ from predictions.csv (other data?)")
+    model = load_classifier(run_dir / "best.safetensors", device)
+    x = to_float(split.images, tc.resize)
+
+    def predict(imgs: torch.Tensor) -> np.ndarray:
+        u8 = (imgs * 255).round().to(torch.uint8)  # back to the stored image format
+        return (
+            predict_logits(model, u8, tc.eval_batch_size, None, tc.precision).double().cpu().numpy()
+        )
+
+    p = sigmoid(test["logit"])
+    y = test["target"]
+    fp = np.flatnonzero(y == 0)[np.argsort(-p[y == 0], kind="stable")][:k]
+    fn = np.flatnonzero(y == 1)[np.argsort(p[y == 1], kind="stable")][:k]
+    idx = np.r_[fp, fn]
+    names = {1: info.label_names[positive], 0: info.label_names[1 - positive]}
+    plots.plot_error_gallery(
+        x[idx, 0].cpu().numpy(),
+        p[idx],
+        [names[int(y[i])] for i in idx],
+        ["false positive"] * len(fp) + ["false negative"] * len(fn),
+        run_dir / "error_gallery.png",
+        title=f"most confident test errors (positive = {names[1]})",
+    )
+    threshold = result["operating_points"]["youden"]["val"]["threshold"]
+    rows = robustness_suite(predict, x, y, threshold, int(cfg.get("n_bins", 15)), seed)
+    plots.plot_robustness(rows, run_dir / "robustness.png")
+    return rows
 
 
 def _positive_name(meta: dict, cfg: dict) -> str:
@@ -170,4 +233,19 @@ def format_evaluation(r: dict, pos_name: str) -> str:
             f"{o['specificity']:.3f} | {o['ppv']:.3f} | {o['npv']:.3f} | "
             f"{o['tp']} {o['fp']} {o['fn']} {o['tn']} |"
         )
+    if "robustness" in r:
+        lines += [
+            "",
+            "Robustness (test images shifted; operating point = val Youden threshold):",
+            "",
+            "| shift | severity | param | AUROC | ΔAUROC | ΔAcc | ΔECE | Δsens | Δspec |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row in r["robustness"][1:]:
+            lines.append(
+                f"| {row['shift']} | {row['severity']} | {row['param']:g} | "
+                f"{row['auroc']:.3f} | {row['delta_auroc']:+.3f} | "
+                f"{row['delta_accuracy']:+.3f} | {row['delta_ece']:+.3f} | "
+                f"{row['delta_sensitivity']:+.3f} | {row['delta_specificity']:+.3f} |"
+            )
     return "\n".join(lines) + "\n"

@@ -341,3 +341,58 @@ def plot_pr_curves(
     ax.set_title(f"precision-recall (positive = {positive_name})")
     ax.legend(loc="lower left", fontsize="small")
     return _save(fig, path)
+
+
+def plot_error_gallery(
+    images: np.ndarray,
+    probs: np.ndarray,
+    labels: Sequence[str],
+    titles: Sequence[str],
+    path: str | os.PathLike[str],
+    title: str = "",
+) -> Path:
+    """A row of images with label and probability under each (e.g. the most confident errors).
+
+    Args:
+        images: (K, H, W) grey images in [0, 1].
+        probs: (K,) predicted P(positive).
+        labels: true label name of each image.
+        titles: row group of each image, e.g. "false positive".
+    """
+    k = max(1, len(images))
+    fig = Figure(figsize=(1.6 * k, 2.3), layout="constrained")
+    axes = fig.subplots(1, k, squeeze=False)[0]
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax, img, p, lab, t in zip(axes, images, probs, labels, titles, strict=False):
+        ax.imshow(img, cmap="gray", vmin=0, vmax=1)
+        ax.set_title(t, fontsize=7)
+        ax.set_xlabel(f"{lab}\np = {p:.3f}", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def plot_robustness(rows: Sequence[Mapping], path: str | os.PathLike[str]) -> Path:
+    """Change in AUROC and ECE against shift severity, one line per shift."""
+    fig = Figure(figsize=(9.0, 3.6), layout="constrained")
+    axes = fig.subplots(1, 2)
+    shifts = [s for s in dict.fromkeys(r["shift"] for r in rows) if s != "none"]
+    for ax, key in zip(axes, ("delta_auroc", "delta_ece"), strict=True):
+        for i, name in enumerate(shifts):
+            sub = [r for r in rows if r["shift"] == name]
+            ax.plot(
+                [0] + [r["severity"] for r in sub],
+                [0.0] + [r[key] for r in sub],
+                marker="o",
+                markersize=3,
+                color=f"C{i % 10}",
+                label=name,
+            )
+        ax.axhline(0, color="0.5", linewidth=1)
+        ax.set_xticks([0, 1, 2, 3])
+        ax.set_xlabel("severity")
+        ax.set_title(key.replace("delta_", "Δ ").upper().replace("Δ ", "Δ"))
+    axes[1].legend(fontsize=7, ncol=2)
+    return _save(fig, path)
