@@ -106,3 +106,36 @@ def test_data_root_env(monkeypatch, tmp_path):
     assert D.default_data_root() == tmp_path
     monkeypatch.delenv(D.DATA_ROOT_ENV)
     assert D.default_data_root().name == ".medmnist"
+
+
+def test_dataset_summary_and_data_command(tmp_path, data_root):
+    import subprocess
+    import sys
+
+    s = D.dataset_summary("pneumoniamnist", data_root)
+    assert s["md5_ok"] and s["default_positive"] == {"label": 1, "name": "pneumonia"}
+    assert s["splits"]["test"] == {"n": 624, "label_0": 234, "label_1": 390}
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medssl.cli",
+            "data",
+            "--data-root",
+            str(data_root),
+            "--export-samples",
+            str(tmp_path / "png"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "label 0 (malignant)" in r.stdout and "MD5 matches" in r.stdout
+    assert len(list((tmp_path / "png").glob("breastmnist_label0_*.png"))) == 4
+    r = subprocess.run(
+        [sys.executable, "-m", "medssl.cli", "data", "--data-root", str(tmp_path / "empty")],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and "medssl data --download" in r.stderr
+    assert "breastmnist.npz" in r.stderr  # where to get it

@@ -243,6 +243,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="augment_preview.png", help="PNG path")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
+    d = sub.add_parser(
+        "data",
+        help="list datasets, verify local files, download, export sample PNGs",
+        description="List the supported datasets with label meanings and the default positive "
+        "class; with their files present, check the official MD5 and show the class "
+        "balance per split. --download fetches missing files through medmnist "
+        "(needs network); --export-samples DIR writes a few PNGs per class.",
+    )
+    d.add_argument("--dataset", default=None, help="one dataset [default: all]")
+    d.add_argument("--data-root", default=None, help="as for train")
+    d.add_argument("--size", type=int, default=28, help="[default: 28]")
+    d.add_argument("--download", action="store_true", help="download missing files")
+    d.add_argument("--export-samples", default=None, help="folder for sample PNGs")
+    d.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
     e = sub.add_parser(
         "evaluate",
         help="calibration, CIs and operating points of a finished classifier run",
@@ -352,6 +367,55 @@ def _augment_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from medssl import data as D
+
+    names = [args.dataset] if args.dataset else sorted(D.DATASETS)
+    missing = []
+    for name in names:
+        D.dataset_info(name)
+        if args.download:
+            D.load_arrays(name, args.data_root, size=args.size, download=True)
+        s = D.dataset_summary(name, args.data_root, args.size)
+        labels = ", ".join(f"{k} = {v}" for k, v in s["labels"].items())
+        pos = s["default_positive"]
+        print(
+            f"{name} ({s['modality']}): labels {labels}; default positive: label "
+            f"{pos['label']} ({pos['name']})"
+        )
+        if not s["present"]:
+            missing.append(s["file"])
+            print(f"  {s['file']}: missing")
+            continue
+        print(f"  {s['file']}: MD5 {'matches the official release' if s['md5_ok'] else 'DIFFERS'}")
+        for split, c in s["splits"].items():
+            counts = f"label 0: {c['label_0']:>5}  label 1: {c['label_1']:>5}"
+            print(f"  {split:<5} n={c['n']:>5}  {counts}")
+        if args.export_samples:
+            import numpy as np
+            from PIL import Image
+
+            out = Path(args.export_samples)
+            out.mkdir(parents=True, exist_ok=True)
+            images, labels_ = D.load_arrays(name, args.data_root, size=args.size)["train"]
+            for label in (0, 1):
+                for i in np.flatnonzero(labels_ == label)[:4]:
+                    Image.fromarray(images[i]).save(out / f"{name}_label{label}_{i}.png")
+            print(f"  sample PNGs in {out}")
+    if missing:
+        from medmnist import INFO
+
+        key = "url" if args.size == 28 else f"url_{args.size}"
+        urls = [INFO[n][key].split("?")[0] for n in names if any(n in m for m in missing)]
+        raise MedsslError(
+            f"{len(missing)} file(s) missing; run `medssl data --download` online, "
+            f"or download {' '.join(urls)} into --data-root (or $MEDSSL_DATA_ROOT)"
+        )
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -399,6 +463,7 @@ def format_metrics(m: dict) -> str:
 
 
 COMMANDS = {
+    "data": _data,
     "train": _train,
     "pretrain": _pretrain,
     "probe": _probe,

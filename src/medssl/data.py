@@ -254,3 +254,34 @@ def class_counts(targets: torch.Tensor) -> tuple[int, int]:
     """(N0, N1): negatives and positives in a target vector."""
     n1 = int(targets.sum().item())
     return len(targets) - n1, n1
+
+
+def dataset_summary(
+    name: str, root: Path | str | None = None, size: int = 28, verify_md5: bool = True
+) -> dict:
+    """What `medssl data` shows for one dataset: label meanings, default positive class, and,
+    when the file is present, its MD5 check and class balance per split."""
+    info = dataset_info(name)
+    root = Path(root).expanduser() if root is not None else default_data_root()
+    path = root / npz_filename(name, size)
+    out = {
+        "dataset": name,
+        "modality": info.modality,
+        "labels": {str(k): v for k, v in info.label_names.items()},
+        "default_positive": {
+            "label": info.default_positive,
+            "name": info.label_names[info.default_positive],
+        },
+        "file": str(path),
+        "present": path.is_file(),
+    }
+    if not path.is_file():
+        return out
+    if verify_md5:
+        out["md5_ok"] = file_md5(path) == official_md5(name, size)
+    arrays = load_arrays(name, root, size=size)
+    out["splits"] = {
+        s: {"n": int(len(lab)), "label_0": int((lab == 0).sum()), "label_1": int((lab == 1).sum())}
+        for s, (_, lab) in arrays.items()
+    }
+    return out
