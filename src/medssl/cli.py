@@ -243,6 +243,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="augment_preview.png", help="PNG path")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
+    st = sub.add_parser(
+        "study",
+        help="the whole comparison on one dataset, resumable, with an HTML report",
+        description="Supervised head-only / fine-tune-all / weighted BCE, SimCLR pretraining, "
+        "SSL and random-encoder probes and SSL / scratch fine-tuning at the label "
+        "fractions, evaluation of the best models; writes report.html (self-"
+        "contained), report.md and summary.json. Rerun the same command to resume. "
+        "Budgets: quick (minutes on a 2-core CPU, 1 seed, fractions 0.1 and 1), "
+        "standard (3 seeds, 5 fractions, default recipes), full.",
+    )
+    st.add_argument("--dataset", default="breastmnist", help="[default: breastmnist]")
+    st.add_argument("--data-root", default=None, help="as for train")
+    st.add_argument("--out", default="runs/study", help="study directory [default: runs/study]")
+    st.add_argument("--budget", default="quick", help="quick | standard | full [default: quick]")
+    st.add_argument("--device", default="auto", help="auto | cpu | cuda [default: auto]")
+    st.add_argument("--no-progress", dest="progress", action="store_false", help="no bars")
+    st.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
     d = sub.add_parser(
         "data",
         help="list datasets, verify local files, download, export sample PNGs",
@@ -367,6 +385,20 @@ def _augment_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from medssl.study import StudyConfig, run_study
+
+    cfg = StudyConfig(
+        args.dataset, args.data_root, args.out, args.budget, args.device, args.progress
+    )
+    run_study(cfg)
+    print((Path(cfg.out) / "report.md").read_text().split("## Self-supervised")[0])
+    print(f"report: {Path(cfg.out) / 'report.html'}")
+    return 0
+
+
 def _data(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -463,6 +495,7 @@ def format_metrics(m: dict) -> str:
 
 
 COMMANDS = {
+    "study": _study,
     "data": _data,
     "train": _train,
     "pretrain": _pretrain,

@@ -12,6 +12,7 @@ batch, and DDP averages parameter gradients: the step equals one process on the 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import time
@@ -211,9 +212,13 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
         cfg.download,
         cfg.verify_md5,
     )
+    if resume and (out / "pretrain.json").is_file():
+        log(f"{out} is already finished; nothing to resume")
+        return json.loads((out / "pretrain.json").read_text())
     if resume and not (out / "last.pt").is_file():
-        raise MedsslError(f"--resume: {out}/last.pt not found; start without --resume")
-    if not resume and (out / "pretrain.json").exists():
+        log(f"--resume: no checkpoint in {out} yet; starting from epoch 0")
+        resume = False
+    elif not resume and (out / "pretrain.json").exists():
         raise MedsslError(f"{out} already holds a finished pretraining; choose another --out")
     if resume:
         saved = read_yaml(out / "config.yaml")

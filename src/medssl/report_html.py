@@ -1,0 +1,199 @@
+"""The study report: report.md and one self-contained report.html (figures embedded as data
+URIs, inline CSS, no scripts, no external resources: it opens from disk with no network)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+from medssl.rundir import write_text
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;
+padding:4px 8px;text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{
+text-align:left}img{max-width:100%;border:1px solid #eee;margin:4px 0}h2{border-bottom:
+1px solid #ddd;padding-bottom:4px}.note{color:#555;font-size:0.9em}"""
+
+
+def _pm(pair) -> str:
+    mean, std = pair
+    return f"{mean:.3f} ± {std:.3f}"
+
+
+def _img(path: Path, alt: str) -> str:
+    if not path.is_file():
+        return f'<p class="note">({html.escape(alt)}: not produced)</p>'
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _table(head: list[str], rows: list[list[str]]) -> tuple[str, str]:
+    """(HTML, Markdown) renderings of one table."""
+    h = "<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr>"
+    h += (
+        "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+        + "</table>"
+    )
+    md = "| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n"
+    md += "".join("| " + " | ".join(r) + " |\n" for r in rows)
+    return h, md
+
+
+def write_reports(out: Path, summary: dict) -> None:
+    """Write out/report.html and out/report.md from summary.json's content."""
+    from medssl import plots
+
+    runs = out / "runs"
+    pos = summary["positive_class"]
+    plots.plot_label_efficiency(summary["label_efficiency"], out / "label_efficiency.png")
+    title = f"medssl study: {summary['dataset']} ({summary['budget']} budget)"
+    intro = (
+        f"Positive class: label {pos['label']} ({pos['name']}). Seeds {summary['seeds']}; "
+        f"mean ± std over seeds; models chosen on validation AUROC, metrics on the official "
+        f"test split. Wall time {summary['wall_time_s'] / 60:.1f} min on "
+        f"{summary['machine']}."
+    )
+    sup_rows = [
+        [
+            name,
+            s["stem"],
+            str(s["epochs"]),
+            _pm(s["val_auroc"]),
+            _pm(s["auroc"]),
+            _pm(s["balanced_accuracy"]),
+            _pm(s["accuracy"]),
+            _pm(s["ece"]),
+            f"{s['train_time_s']:.0f}",
+        ]
+        for name, s in summary["supervised"].items()
+    ]
+    sup_h, sup_md = _table(
+        [
+            "recipe",
+            "stem",
+            "epochs",
+            "val AUROC",
+            "test AUROC",
+            "test BalAcc",
+            "test Acc",
+            "test ECE",
+            "train s",
+        ],
+        sup_rows,
+    )
+    eff_rows = []
+    for method, rows in summary["label_efficiency"].items():
+        for r in rows:
+            eff_rows.append(
+                [
+                    method,
+                    f"{r['label_fraction']:g}",
+                    f"{r['n_train']:.0f}",
+                    f"{r['test_auroc']:.3f} ± {r['test_auroc_std']:.3f}",
+                    f"{r['test_balanced_accuracy']:.3f} ± {r['test_balanced_accuracy_std']:.3f}",
+                    f"{r['test_ece']:.3f} ± {r['test_ece_std']:.3f}",
+                ]
+            )
+    eff_h, eff_md = _table(
+        ["method", "labels", "n train", "test AUROC", "test BalAcc", "test ECE"], eff_rows
+    )
+    pre = summary["pretrain"]
+    pre_text = (
+        f"SimCLR: {pre['epochs']} epochs on {pre['n_train_images']} unlabeled training "
+        f"images; NT-Xent {pre['first_loss']:.3f} → {pre['final_loss']:.3f}; kNN "
+        f"validation AUROC {pre['knn_val_auroc_first']:.3f} → "
+        f"{pre['knn_val_auroc_last']:.3f}; {pre['train_time_s']:.0f} s."
+    )
+
+    parts = [
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>"
+        f"{html.escape(title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>",
+        "<h2 id='supervised'>Supervised recipes</h2>",
+        sup_h,
+        "<h2 id='label-efficiency'>Label efficiency</h2>",
+        eff_h,
+        _img(out / "label_efficiency.png", "label efficiency"),
+        f"<h2 id='ssl'>Self-supervised pretraining</h2><p>{html.escape(pre_text)}</p>",
+        _img(runs / "simclr" / "loss_curve.png", "SimCLR loss and kNN monitor"),
+    ]
+    md = [
+        f"# {title}",
+        "",
+        intro,
+        "",
+        "## Supervised recipes",
+        "",
+        sup_md,
+        "## Label efficiency",
+        "",
+        eff_md,
+        "![label efficiency](label_efficiency.png)",
+        "",
+        "## Self-supervised pretraining",
+        "",
+        pre_text,
+        "",
+    ]
+    parts.append("<h2 id='evaluation'>Evaluation of the best models</h2>")
+    md += ["## Evaluation of the best models", ""]
+    for family, name in summary["best_runs"].items():
+        run = runs / name
+        ev = json.loads((run / "evaluation.json").read_text())
+        t = ev["test"]
+        lo, hi = t["ci95"]["auroc"]
+        line = (
+            f"{family} — run {name}: test AUROC {t['auroc']:.3f} (95% CI {lo:.3f}–{hi:.3f}), "
+            f"AP {t['average_precision']:.3f}, ECE {t['calibration_before']['ece']:.3f} → "
+            f"{t['calibration_after']['ece']:.3f} after temperature T = "
+            f"{ev['temperature']:.2f}."
+        )
+        op_rows = [
+            [
+                rule,
+                f"{o['test']['threshold']:.3f}",
+                f"{o['test']['sensitivity']:.3f}",
+                f"{o['test']['specificity']:.3f}",
+                f"{o['test']['ppv']:.3f}",
+                f"{o['test']['npv']:.3f}",
+            ]
+            for rule, o in ev["operating_points"].items()
+        ]
+        op_h, op_md = _table(
+            [
+                "operating point (chosen on val)",
+                "threshold",
+                "sensitivity",
+                "specificity",
+                "PPV",
+                "NPV",
+            ],
+            op_rows,
+        )
+        parts += [f"<h3>{html.escape(family)}</h3><p>{html.escape(line)}</p>", op_h]
+        for fig, alt in (
+            ("roc.png", "ROC"),
+            ("pr.png", "precision-recall"),
+            ("reliability_temperature.png", "reliability before/after temperature"),
+            ("error_gallery.png", "most confident errors"),
+            ("robustness.png", "robustness"),
+        ):
+            parts.append(_img(run / fig, f"{family}: {alt}"))
+        md += [
+            f"### {family}",
+            "",
+            line,
+            "",
+            op_md,
+            f"Figures: `runs/{name}/` (roc.png, pr.png, reliability_temperature.png, "
+            f"error_gallery.png, robustness.png).",
+            "",
+        ]
+    parts.append(
+        "<p class='note'>Generated by medssl from summary.json; every number is "
+        "recomputable from the run directories in runs/.</p></body></html>"
+    )
+    write_text(out / "report.html", "\n".join(parts))
+    write_text(out / "report.md", "\n".join(md))

@@ -1,0 +1,277 @@
+"""`medssl study`: the whole comparison on one dataset in one command, resumable.
+
+Steps (each a run directory under OUT/runs/; a finished one is skipped, a killed one resumes):
+supervised fine-tune-all, weighted BCE and head-only (per seed) -> SimCLR pretraining -> linear
+probes of the SSL encoder and of a random encoder at the label fractions -> supervised and SSL
+fine-tuning at the label fractions (per seed) -> `evaluate` on the best run of each family
+(chosen on validation AUROC) -> summary.json, report.md and a self-contained report.html.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from medssl import data as D
+from medssl.errors import MedsslError
+from medssl.rundir import run_lock, write_json
+
+# Budgets: epochs, seeds and label fractions. quick finishes in minutes on a 2-core CPU
+# (ImageNet stem everywhere); standard uses each dataset's default supervised recipe.
+BUDGETS = {
+    "quick": {
+        "seeds": [0],
+        "fractions": [0.1, 1.0],
+        "sup_epochs": {"breastmnist": 15, "pneumoniamnist": 3},
+        "stem": "imagenet",
+        "pretrain_epochs": {"breastmnist": 30, "pneumoniamnist": 5},
+    },
+    "standard": {
+        "seeds": [0, 1, 2],
+        "fractions": [0.01, 0.05, 0.1, 0.2, 1.0],
+        "sup_epochs": {},
+        "stem": None,
+        "pretrain_epochs": {"breastmnist": 150, "pneumoniamnist": 40},
+    },
+    "full": {
+        "seeds": [0, 1, 2],
+        "fractions": [0.01, 0.05, 0.1, 0.2, 0.5, 1.0],
+        "sup_epochs": {},
+        "stem": None,
+        "pretrain_epochs": {"breastmnist": 400, "pneumoniamnist": 100},
+    },
+}
+
+
+@dataclass
+class StudyConfig:
+    """Options of `medssl study`."""
+
+    dataset: str = "breastmnist"
+    data_root: str | None = None
+    out: str = "runs/study"
+    budget: str = "quick"
+    device: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        D.dataset_info(self.dataset)
+        if self.budget not in BUDGETS:
+            raise MedsslError(f"--budget must be one of {sorted(BUDGETS)}, got {self.budget!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> StudyConfig:
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise MedsslError(f"unknown study options {sorted(unknown)}")
+        return cls(**d)
+
+
+def plan(cfg: StudyConfig) -> list[tuple[str, str, dict]]:
+    """The study's steps as (kind, run name, options), in execution order."""
+    b = BUDGETS[cfg.budget]
+    common = {
+        "dataset": cfg.dataset,
+        "data_root": cfg.data_root,
+        "device": cfg.device,
+        "progress": False,
+    }
+    sup = dict(common, epochs=b["sup_epochs"].get(cfg.dataset), stem=b["stem"])
+    ssl_stem = "imagenet"  # SimCLR needs many epochs: the cheap stem keeps them affordable
+    steps: list[tuple[str, str, dict]] = []
+    for s in b["seeds"]:
+        steps.append(("train", f"sup-all-bce-s{s}", dict(sup, seed=s)))
+        steps.append(("train", f"sup-all-wbce-s{s}", dict(sup, seed=s, loss="weighted-bce")))
+        steps.append(
+            ("train", f"sup-head-s{s}", dict(sup, seed=s, mode="head", augment="none", lr=1e-2))
+        )
+    steps.append(
+        (
+            "pretrain",
+            "simclr",
+            dict(common, epochs=b["pretrain_epochs"][cfg.dataset], stem=ssl_stem, knn_every=5),
+        )
+    )
+    fr = ",".join(f"{f:g}" for f in b["fractions"])
+    seeds = ",".join(str(s) for s in b["seeds"])
+    steps.append(
+        ("probe", "probe-ssl", dict(common, encoder="@simclr", label_fractions=fr, seeds=seeds))
+    )
+    steps.append(
+        (
+            "probe",
+            "probe-random",
+            dict(common, encoder="random", stem=ssl_stem, label_fractions=fr, seeds=seeds),
+        )
+    )
+    for f in b["fractions"]:
+        for s in b["seeds"]:
+            steps.append(
+                (
+                    "train",
+                    f"ft-scratch-f{f:g}-s{s}",
+                    dict(sup, stem=ssl_stem, seed=s, label_fraction=f),
+                )
+            )
+            steps.append(
+                (
+                    "train",
+                    f"ft-ssl-f{f:g}-s{s}",
+                    dict(
+                        sup,
+                        stem=ssl_stem,
+                        seed=s,
+                        label_fraction=f,
+                        init="@simclr",
+                        encoder_lr_scale=0.1,
+                    ),
+                )
+            )
+    return steps
+
+
+def _finished(kind: str, run: Path) -> bool:
+    marker = {"train": "metrics.json", "pretrain": "pretrain.json", "probe": "summary.json"}
+    return (run / marker[kind]).is_file()
+
+
+def run_study(cfg: StudyConfig, log=print) -> dict:
+    """Run (or resume) every step, evaluate the best models, and write the reports."""
+    from medssl.evaluate import evaluate_run
+    from medssl.pretrain import PretrainConfig, pretrain
+    from medssl.probe import ProbeConfig, probe
+    from medssl.train import TrainConfig, train
+
+    out = Path(cfg.out)
+    D.load_arrays(cfg.dataset, cfg.data_root)  # bad data fails here, before anything is made
+    steps = plan(cfg)
+    encoder = str(out / "runs" / "simclr" / "encoder.safetensors")
+    t0 = time.perf_counter()
+    with run_lock(out):
+        write_json(out / "study.json", {"config": asdict(cfg), "steps": [s[1] for s in steps]})
+        bar = tqdm(
+            steps,
+            desc=f"study {cfg.dataset} ({cfg.budget})",
+            unit="run",
+            disable=not cfg.progress,
+            dynamic_ncols=True,
+        )
+        for kind, name, opts in bar:
+            run = out / "runs" / name
+            bar.set_postfix_str(name)
+            if _finished(kind, run):
+                continue
+            opts = {k: (encoder if v == "@simclr" else v) for k, v in opts.items()}
+            opts = {k: v for k, v in opts.items() if v is not None}
+            opts["out"] = str(run)
+            quiet = lambda *a, **k: None  # noqa: E731  (each run's own lines stay out of the bar)
+            if kind == "train":
+                train(TrainConfig.from_dict(opts), resume=True, log=quiet)
+            elif kind == "pretrain":
+                pretrain(PretrainConfig.from_dict(opts), resume=True, log=quiet)
+            else:
+                probe(ProbeConfig.from_dict(opts), log=quiet)
+        bar.close()
+        best = best_runs(out, steps)
+        for family, name in best.items():
+            if not (out / "runs" / name / "evaluation.json").is_file():
+                log(f"evaluating {family}: {name}")
+                evaluate_run(out / "runs" / name, n_boot=500)
+        summary = summarise(cfg, out, steps, best, time.perf_counter() - t0)
+        write_json(out / "summary.json", summary)
+        from medssl.report_html import write_reports
+
+        write_reports(out, summary)
+    return summary
+
+
+def best_runs(out: Path, steps: list) -> dict[str, str]:
+    """The run with the best validation AUROC in each supervised family (never test)."""
+    families = {
+        "fine-tune all (BCE)": "sup-all-bce-",
+        "fine-tune all (weighted BCE)": "sup-all-wbce-",
+        "head-only": "sup-head-",
+        "SSL fine-tune (all labels)": "ft-ssl-f1-",
+    }
+    best = {}
+    for family, prefix in families.items():
+        names = [n for k, n, _ in steps if k == "train" and n.startswith(prefix)]
+        scored = [
+            (json.loads((out / "runs" / n / "metrics.json").read_text())["val"]["auroc"], n)
+            for n in names
+            if (out / "runs" / n / "metrics.json").is_file()
+        ]
+        if scored:
+            best[family] = max(scored)[1]
+    return best
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarise(cfg: StudyConfig, out: Path, steps: list, best: dict, wall_s: float) -> dict:
+    """Everything the reports show, from the run directories (re-readable at any time)."""
+    runs = out / "runs"
+
+    def metrics(name: str) -> dict:
+        return json.loads((runs / name / "metrics.json").read_text())
+
+    b = BUDGETS[cfg.budget]
+    supervised = {}
+    for label, prefix in (
+        ("fine-tune all, BCE", "sup-all-bce-s"),
+        ("fine-tune all, weighted BCE", "sup-all-wbce-s"),
+        ("head-only (random encoder)", "sup-head-s"),
+    ):
+        ms = [metrics(f"{prefix}{s}") for s in b["seeds"]]
+        supervised[label] = {
+            k: _mean_std([m["test"][k] for m in ms])
+            for k in ("auroc", "balanced_accuracy", "accuracy", "ece")
+        }
+        supervised[label]["val_auroc"] = _mean_std([m["val"]["auroc"] for m in ms])
+        supervised[label]["train_time_s"] = statistics.mean(m["train_time_s"] for m in ms)
+        supervised[label]["stem"] = ms[0]["stem"]
+        supervised[label]["epochs"] = ms[0]["epochs"]
+    efficiency: dict[str, list[dict]] = {}
+    for label, name in (
+        ("SSL linear probe", "probe-ssl"),
+        ("random-encoder probe", "probe-random"),
+    ):
+        efficiency[label] = json.loads((runs / name / "summary.json").read_text())["table"]
+    for label, prefix in (("supervised from scratch", "ft-scratch"), ("SSL fine-tune", "ft-ssl")):
+        rows = []
+        for f in b["fractions"]:
+            ms = [metrics(f"{prefix}-f{f:g}-s{s}") for s in b["seeds"]]
+            row = {"label_fraction": f, "n_train": ms[0]["n_train"]}
+            for key in ("auroc", "balanced_accuracy", "ece"):
+                mean, std = _mean_std([m["test"][key] for m in ms])
+                row[f"test_{key}"], row[f"test_{key}_std"] = mean, std
+            rows.append(row)
+        efficiency[label] = rows
+    pre = json.loads((runs / "simclr" / "pretrain.json").read_text())
+    info = D.dataset_info(cfg.dataset)
+    return {
+        "dataset": cfg.dataset,
+        "budget": cfg.budget,
+        "seeds": b["seeds"],
+        "positive_class": {
+            "label": info.default_positive,
+            "name": info.label_names[info.default_positive],
+        },
+        "supervised": supervised,
+        "label_efficiency": efficiency,
+        "pretrain": pre,
+        "best_runs": best,
+        "wall_time_s": wall_s,
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}",
+        "steps": [n for _, n, _ in steps],
+    }

@@ -1,0 +1,91 @@
+"""The one-command study end to end (smoke budget) and its HTML report in headless Chromium."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from medssl.errors import MedsslError
+from medssl.study import BUDGETS, StudyConfig, plan
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_plan_and_options():
+    steps = plan(StudyConfig(budget="standard"))
+    names = [n for _, n, _ in steps]
+    assert len(names) == len(set(names))
+    b = BUDGETS["standard"]
+    assert sum(n.startswith("ft-ssl-") for n in names) == len(b["fractions"]) * len(b["seeds"])
+    assert names.index("simclr") < names.index("probe-ssl") < names.index("ft-ssl-f1-s0")
+    with pytest.raises(MedsslError, match="budget"):
+        StudyConfig(budget="huge")
+
+
+@pytest.mark.slow
+def test_smoke_study_report_renders_offline(tmp_path, data_root):
+    out = tmp_path / "study"
+    cmd = [
+        sys.executable,
+        "-m",
+        "medssl.cli",
+        "study",
+        "--dataset",
+        "breastmnist",
+        "--data-root",
+        str(data_root),
+        "--out",
+        str(out),
+        "--budget",
+        "smoke",
+        "--no-progress",
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["positive_class"]["name"] == "malignant"
+    assert set(summary["label_efficiency"]) == {
+        "SSL linear probe",
+        "random-encoder probe",
+        "supervised from scratch",
+        "SSL fine-tune",
+    }
+    page = (out / "report.html").read_text()
+    for section in ("id='supervised'", "id='label-efficiency'", "id='ssl'", "id='evaluation'"):
+        assert section in page
+    assert page.count("data:image/png;base64,") >= 8
+    # Nothing the page could fetch: no http(s) URL, no script, no external stylesheet.
+    assert not re.search(r"(src|href)=[\"']?https?:", page) and "<script" not in page
+    # Rerunning resumes: nothing is retrained (the runs' metrics stay byte-identical).
+    before = (out / "runs" / "sup-all-bce-s0" / "metrics.json").read_bytes()
+    assert subprocess.run(cmd, capture_output=True, text=True).returncode == 0
+    assert (out / "runs" / "sup-all-bce-s0" / "metrics.json").read_bytes() == before
+
+    if CHROMIUM is None:
+        pytest.fail("chromium not installed (.ci/run installs Debian's chromium)")
+    profile, netlog, shot = tmp_path / "profile", tmp_path / "net.json", tmp_path / "report.png"
+    flags = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        f"--log-net-log={netlog}",
+        "--window-size=1200,2400",
+    ]
+    url = (out / "report.html").as_uri()
+    dom = subprocess.run(flags + ["--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert "Label efficiency" in dom.stdout and "Evaluation of the best models" in dom.stdout
+    subprocess.run(flags + [f"--screenshot={shot}", url], capture_output=True, timeout=120)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    shutil.copy(shot, out / "report_screenshot.png")
+    requested = re.findall(r'"url":"(https?://[^"]+)"', netlog.read_text())
+    assert requested == [], requested  # the page made no network request
