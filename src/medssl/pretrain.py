@@ -12,7 +12,6 @@ batch, and DDP averages parameter gradients: the step equals one process on the 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import time
@@ -34,7 +33,7 @@ from medssl.models import Encoder, ProjectionHead, metadata, save_model
 from medssl.rundir import (
     atomic_path,
     read_history,
-    read_yaml,
+    resume_state,
     run_lock,
     write_history,
     write_json,
@@ -212,23 +211,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
         cfg.download,
         cfg.verify_md5,
     )
-    if resume and (out / "pretrain.json").is_file():
-        log(f"{out} is already finished; nothing to resume")
-        return json.loads((out / "pretrain.json").read_text())
-    if resume and not (out / "last.pt").is_file():
-        log(f"--resume: no checkpoint in {out} yet; starting from epoch 0")
-        resume = False
-    elif not resume and (out / "pretrain.json").exists():
-        raise MedsslError(f"{out} already holds a finished pretraining; choose another --out")
-    if resume:
-        saved = read_yaml(out / "config.yaml")
-        diff = {
-            k
-            for k, v in cfg.to_dict().items()
-            if k not in ("device", "progress") and saved.get(k) != v
-        }
-        if diff:
-            raise MedsslError(f"--resume: options differ from {out}/config.yaml: {sorted(diff)}")
+    resume, finished = resume_state(out, cfg.to_dict(), "pretrain.json", resume, log)
+    if finished:
+        return finished
     torch.manual_seed(cfg.seed)
     model = SimCLR(cfg.stem, cfg.projection_dims()).to(device, memory_format=torch.channels_last)
     net = model

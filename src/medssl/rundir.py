@@ -78,6 +78,32 @@ def read_history(path: Path | str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def resume_state(out: Path, options: dict, marker: str, resume: bool, log) -> tuple[bool, dict]:
+    """Decide how a run in `out` starts. Returns (resume, finished results).
+
+    A finished run (its `marker` file exists) is returned as is with --resume and refused
+    without it; --resume with no checkpoint yet starts from scratch; a real resume requires
+    the same options as the saved config.yaml (device and progress may differ).
+    """
+    done = out / marker
+    if resume and done.is_file():
+        log(f"{out} is already finished; nothing to resume")
+        return False, json.loads(done.read_text())
+    if not resume and done.exists():
+        raise MedsslError(f"{out} already holds a finished run; choose another --out")
+    if resume and not (out / "last.pt").is_file():
+        log(f"--resume: no checkpoint in {out} yet; starting from epoch 0")
+        return False, {}
+    if resume:
+        saved = read_yaml(out / "config.yaml")
+        diff = {
+            k for k, v in options.items() if k not in ("device", "progress") and saved.get(k) != v
+        }
+        if diff:
+            raise MedsslError(f"--resume: options differ from {out}/config.yaml: {sorted(diff)}")
+    return resume, {}
+
+
 @contextlib.contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold `run_dir/.lock` for the duration; refuse if another live process holds it."""

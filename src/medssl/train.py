@@ -9,7 +9,6 @@ the end, with the model chosen on validation.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -28,7 +27,7 @@ from medssl.models import Classifier, load_encoder_weights, metadata, save_model
 from medssl.rundir import (
     atomic_path,
     read_history,
-    read_yaml,
+    resume_state,
     run_lock,
     write_csv,
     write_history,
@@ -294,25 +293,9 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     aug_cfg = cfg.augment_config()
     train_idx = D.stratified_subset(splits["train"].targets, cfg.label_fraction, cfg.seed)
     train_split = splits["train"].subset(train_idx)
-    if resume and (out / "metrics.json").is_file():
-        log(f"{out} is already finished; nothing to resume")
-        return json.loads((out / "metrics.json").read_text())
-    if resume and not (out / "last.pt").is_file():
-        log(f"--resume: no checkpoint in {out} yet; starting from epoch 0")
-        resume = False
-    elif not resume and (out / "metrics.json").exists():
-        raise MedsslError(f"{out} already holds a finished run; choose another --out")
-    if resume:
-        saved = read_yaml(out / "config.yaml")
-        mismatch = {
-            k
-            for k, v in cfg.to_dict().items()
-            if k not in ("device", "progress") and saved.get(k) != v
-        }
-        if mismatch:
-            raise MedsslError(
-                f"--resume: options differ from {out}/config.yaml: {sorted(mismatch)}"
-            )
+    resume, finished = resume_state(out, cfg.to_dict(), "metrics.json", resume, log)
+    if finished:
+        return finished
 
     with run_lock(out):
         write_yaml(out / "config.yaml", cfg.to_dict())
