@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -59,10 +60,13 @@ def test_kill9_mid_run_then_resume_matches_uninterrupted(tmp_path, data_root):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "metrics.json").exists()
-    assert not list(out.glob(".*.tmp"))  # no half-written file left under its final name
+    # Whatever the kill interrupted, every file under its final name is complete.
+    torch.load(out / "last.pt", weights_only=True)
+    [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     res = _medssl("train", *TRAIN, "--data-root", str(data_root), "--out", str(out), "--resume")
     assert res.wait(timeout=600) == 0, res.stderr.read()
     assert "resumed" in res.stdout.read() + res.stderr.read()
+    assert not list(out.glob(".*.tmp"))  # a killed writer's temp files are cleared on resume
     assert (out / "predictions.csv").read_text() == (
         tmp_path / "ref" / "predictions.csv"
     ).read_text()

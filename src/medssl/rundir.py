@@ -127,6 +127,8 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         raise MedsslError(f"{run_dir}: cannot take the run lock")
     with os.fdopen(fd, "w") as f:
         f.write(str(os.getpid()))
+    for tmp in run_dir.glob(".*.tmp"):  # temp files of a killed writer never became real files
+        tmp.unlink(missing_ok=True)
     try:
         yield
     finally:
