@@ -66,24 +66,34 @@ def main() -> None:
             t = statistics.median(step_time(stem, precision, device, args.batch, args.repeats))
             rows.append({"stem": stem, "precision": precision, "img_per_s": args.batch / t})
     base = rows[0]["img_per_s"]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
-               else f"{platform.processor() or platform.machine()}, "
-                    f"{torch.get_num_threads()} threads")
-    lines = [f"Training throughput, batch {args.batch}, 28 px, median of {args.repeats} steps; "
-             f"{machine}; torch {torch.__version__}; commit {commit}; {date.today()}", "",
-             "| stem | precision | images/s | vs imagenet fp32 |", "|---|---|---|---|"]
-    lines += [f"| {r['stem']} | {r['precision']} | {r['img_per_s']:.0f} | "
-              f"{r['img_per_s'] / base:.2f}x |" for r in rows]
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    machine = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    )
+    lines = [
+        f"Training throughput, batch {args.batch}, 28 px, median of {args.repeats} steps; "
+        f"{machine}; torch {torch.__version__}; commit {commit}; {date.today()}",
+        "",
+        "| stem | precision | images/s | vs imagenet fp32 |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['stem']} | {r['precision']} | {r['img_per_s']:.0f} | {r['img_per_s'] / base:.2f}x |"
+        for r in rows
+    ]
     text = "\n".join(lines)
     print(text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = f"throughput-{device.type}"
     (out / f"{tag}.md").write_text(text + "\n")
-    (out / f"{tag}.json").write_text(json.dumps({"machine": machine, "commit": commit,
-                                                 "rows": rows}, indent=2) + "\n")
+    (out / f"{tag}.json").write_text(
+        json.dumps({"machine": machine, "commit": commit, "rows": rows}, indent=2) + "\n"
+    )
 
 
 if __name__ == "__main__":
