@@ -100,11 +100,15 @@ def write_reports(out: Path, summary: dict) -> None:
         ["method", "labels", "n train", "test AUROC", "test BalAcc", "test ECE"], eff_rows
     )
     pre = summary["pretrain"]
+
+    def num(x) -> str:
+        return "n/a" if x is None else f"{x:.3f}"
+
     pre_text = (
         f"SimCLR: {pre['epochs']} epochs on {pre['n_train_images']} unlabeled training "
-        f"images; NT-Xent {pre['first_loss']:.3f} → {pre['final_loss']:.3f}; kNN "
-        f"validation AUROC {pre['knn_val_auroc_first']:.3f} → "
-        f"{pre['knn_val_auroc_last']:.3f}; {pre['train_time_s']:.0f} s."
+        f"images; NT-Xent {num(pre['first_loss'])} → {num(pre['final_loss'])}; kNN "
+        f"validation AUROC {num(pre['knn_val_auroc_first'])} → "
+        f"{num(pre['knn_val_auroc_last'])}; {pre['train_time_s']:.0f} s."
     )
 
     parts = [

@@ -40,6 +40,14 @@ BUDGETS = {
         "stem": None,
         "pretrain_epochs": {"breastmnist": 150, "pneumoniamnist": 40},
     },
+    # smoke: the whole pipeline in about a minute (CI's end-to-end test of the report).
+    "smoke": {
+        "seeds": [0],
+        "fractions": [0.2, 1.0],
+        "sup_epochs": {"breastmnist": 1, "pneumoniamnist": 1},
+        "stem": "imagenet",
+        "pretrain_epochs": {"breastmnist": 1, "pneumoniamnist": 1},
+    },
     "full": {
         "seeds": [0, 1, 2],
         "fractions": [0.01, 0.05, 0.1, 0.2, 0.5, 1.0],
@@ -96,7 +104,12 @@ def plan(cfg: StudyConfig) -> list[tuple[str, str, dict]]:
         (
             "pretrain",
             "simclr",
-            dict(common, epochs=b["pretrain_epochs"][cfg.dataset], stem=ssl_stem, knn_every=5),
+            dict(
+                common,
+                epochs=b["pretrain_epochs"][cfg.dataset],
+                stem=ssl_stem,
+                knn_every=min(5, b["pretrain_epochs"][cfg.dataset]),
+            ),
         )
     )
     fr = ",".join(f"{f:g}" for f in b["fractions"])
