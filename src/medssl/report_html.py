@@ -105,7 +105,7 @@ def write_reports(out: Path, summary: dict) -> None:
         return "n/a" if x is None else f"{x:.3f}"
 
     pre_text = (
-        f"SimCLR: {pre['epochs']} epochs on {pre['n_train_images']} unlabeled training "
+        f"SimCLR: {pre['epochs']} epoch(s) on {pre['n_train_images']} unlabeled training "
         f"images; NT-Xent {num(pre['first_loss'])} → {num(pre['final_loss'])}; kNN "
         f"validation AUROC {num(pre['knn_val_auroc_first'])} → "
         f"{num(pre['knn_val_auroc_last'])}; {pre['train_time_s']:.0f} s."

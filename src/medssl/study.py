@@ -197,7 +197,10 @@ def run_study(cfg: StudyConfig, log=print) -> dict:
             if not (out / "runs" / name / "evaluation.json").is_file():
                 log(f"evaluating {family}: {name}")
                 evaluate_run(out / "runs" / name, n_boot=500)
-        summary = summarise(cfg, out, steps, best, time.perf_counter() - t0)
+        # Wall time adds up over invocations (a resumed study keeps its earlier time).
+        prev = out / "summary.json"
+        earlier = json.loads(prev.read_text())["wall_time_s"] if prev.is_file() else 0.0
+        summary = summarise(cfg, out, steps, best, earlier + time.perf_counter() - t0)
         write_json(out / "summary.json", summary)
         from medssl.report_html import write_reports
 
