@@ -231,3 +231,14 @@ def test_nonfinite_loss_stops_with_step(tmp_path, data_root, monkeypatch):
     with pytest.raises(MedsslError, match="non-finite loss at epoch 0, step 0"):
         T.train(cfg, log=quiet)
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_every_subcommand_has_a_handler_and_help():
+    from medssl.cli import COMMANDS, build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert set(sub.choices) == set(COMMANDS)
+    for name in sub.choices:
+        r = _cli(name, "--help")
+        assert r.returncode == 0 and "usage: medssl " + name in r.stdout

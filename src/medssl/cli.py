@@ -501,6 +501,7 @@ COMMANDS = {
     "pretrain": _pretrain,
     "probe": _probe,
     "augment-preview": _augment_preview,
+    "evaluate": _evaluate,
     "compare": _compare,
 }
 
