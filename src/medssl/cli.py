@@ -337,6 +337,10 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
 def _pretrain(args: argparse.Namespace) -> int:
     from medssl.pretrain import PretrainConfig, pretrain
 
@@ -345,7 +349,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     if s:
         print(
             f"SimCLR {s['dataset']}: loss {s['first_loss']:.4f} -> {s['final_loss']:.4f}; "
-            f"kNN val AUROC {s['knn_val_auroc_first']} -> {s['knn_val_auroc_last']}; "
+            f"kNN val AUROC {_fmt(s['knn_val_auroc_first'])} -> {_fmt(s['knn_val_auroc_last'])}; "
             f"{s['train_time_s']:.0f} s\nencoder: {s['encoder']}"
         )
     return 0
