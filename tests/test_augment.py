@@ -107,3 +107,21 @@ def test_bad_configs_raise():
         AugmentConfig.from_dict({"rotate": 3})
     assert set(PRESETS) >= {"none", "light"}
     assert math.isfinite(PRESETS["light"].rotation)
+
+
+def test_gaussian_blur_masks_and_matches_the_kernel():
+    import torch.nn.functional as F
+
+    from medssl.augment import _gaussian_blur
+
+    x = torch.rand(3, 1, 12, 12, generator=torch.Generator().manual_seed(0))
+    sigma = torch.tensor([0.5, 1.0, 1.0])
+    apply = torch.tensor([True, True, False])
+    out = _gaussian_blur(x, sigma, apply, (0.5, 1.0))
+    assert torch.equal(out[2], x[2])  # not applied: untouched
+    for i, s in ((0, 0.5), (1, 1.0)):  # the range's ends are exact levels
+        r = math.ceil(3 * s)
+        k = torch.exp(-0.5 * (torch.arange(-r, r + 1.0) / s) ** 2)
+        k2d = torch.outer(k, k) / k.sum() ** 2
+        ref = F.conv2d(F.pad(x[i : i + 1], (r,) * 4, mode="replicate"), k2d[None, None])
+        assert torch.allclose(out[i : i + 1], ref, atol=1e-6)

@@ -1,5 +1,6 @@
 """SimCLR pretraining: labels unused, resume, kNN monitor, projection head, DDP equivalence."""
 
+import json
 import os
 
 import pytest
@@ -71,6 +72,16 @@ def test_pretrain_outputs_and_resume(tmp_path, data_root, monkeypatch):
     head, meta = read_model(out / "projection_head.safetensors")
     assert meta["kind"] == "projection_head" and head["net.3.weight"].shape == (128, 512)
     assert 0 <= full["knn_val_auroc_last"] <= 1
+    # the monitor's starting point: the randomly initialised encoder, before any step
+    torch.manual_seed(0)
+    init_model = P.SimCLR("imagenet", (512, 512, 128))
+    splits = D.load_splits("breastmnist", data_root)
+    expect = P.knn_monitor(init_model.encoder, splits, _cfg(tmp_path, "x", data_root), "fp32")
+    assert full["knn_val_auroc_init"] == pytest.approx(expect["knn_val_auroc"], abs=0.02)
+    assert (
+        json.loads((out / "knn_init.json").read_text())["knn_val_auroc"]
+        == (full["knn_val_auroc_init"])
+    )
 
     real = P.lr_factor
 

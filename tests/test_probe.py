@@ -55,6 +55,20 @@ def test_probe_grid_on_real_data(tmp_path, data_root):
     assert s["table"][1]["test_auroc_std"] == 0.0  # all labels: seeds give the same subset
     assert (tmp_path / "p" / "label_efficiency.png").stat().st_size > 0
     assert "| 0.1 | 55 |" in (tmp_path / "p" / "table.md").read_text()
+    # t-SNE map of all 156 test images, with their targets; the resolved config is saved
+    emb = list(csv.DictReader((tmp_path / "p" / "embedding.csv").open()))
+    assert len(emb) == 156 and sum(int(r["target"]) for r in emb) == 42
+    assert (tmp_path / "p" / "embedding.png").stat().st_size > 0
+    saved = (tmp_path / "p" / "config.yaml").read_text()
+    assert "command: probe" in saved and "label_fractions: 0.1,1.0" in saved
+
+
+def test_embed_2d_subsamples_and_is_seeded():
+    x = np.random.default_rng(0).normal(size=(60, 8))
+    xy, rows = PR.embed_2d(x, max_points=40)
+    assert xy.shape == (40, 2) and len(set(rows.tolist())) == 40 and rows.max() < 60
+    xy2, rows2 = PR.embed_2d(x, max_points=40)
+    assert np.array_equal(rows, rows2) and np.allclose(xy, xy2)
 
 
 def test_probe_refuses_projection_heads_and_bad_lists(tmp_path):

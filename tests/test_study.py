@@ -54,9 +54,17 @@ def test_smoke_study_report_renders_offline(tmp_path, data_root):
         "SSL fine-tune",
     }
     page = (out / "report.html").read_text()
-    for section in ("id='supervised'", "id='label-efficiency'", "id='ssl'", "id='evaluation'"):
+    for section in (
+        "id='supervised'",
+        "id='label-efficiency'",
+        "id='ssl'",
+        "id='representations'",
+        "id='evaluation'",
+    ):
         assert section in page
-    assert page.count("data:image/png;base64,") >= 8
+    assert page.count("data:image/png;base64,") >= 9
+    assert (out / "representations.png").stat().st_size > 0
+    assert "command: study" in (out / "config.yaml").read_text()
     # Nothing the page could fetch: no http(s) URL, no script, no external stylesheet.
     assert not re.search(r"(src|href)=[\"']?https?:", page) and "<script" not in page
     # Rerunning resumes: nothing is retrained (the runs' metrics stay byte-identical).

@@ -171,26 +171,26 @@ def apply_affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
-    """Blur the samples where `apply`, with per-sample sigma quantised to 4 kernel widths."""
-    if not bool(apply.any()):
-        return x
-    out = x.clone()
-    levels = torch.linspace(float(sigma.min()), float(sigma.max()), 4, device=x.device)
-    level = torch.bucketize(sigma, (levels[1:] + levels[:-1]) / 2)
-    for j, s in enumerate(levels.tolist()):
-        sel = apply & (level == j)
-        if not bool(sel.any()):
-            continue
+def _gaussian_blur(
+    x: torch.Tensor, sigma: torch.Tensor, apply: torch.Tensor, sigma_range: tuple[float, float]
+) -> torch.Tensor:
+    """Blur the samples where `apply`, per-sample sigma quantised to 4 levels spanning
+    `sigma_range`. Every level blurs the whole batch and a mask picks the result: no value is
+    read back to the host, so a CUDA step never waits on the GPU here."""
+    levels = torch.linspace(*sigma_range, 4).tolist()  # from the config: host floats
+    edges = torch.tensor([(a + b) / 2 for a, b in zip(levels[:-1], levels[1:], strict=True)])
+    edges = edges.to(x.device)
+    level = torch.bucketize(sigma, edges)
+    c, out = x.shape[1], x
+    for j, s in enumerate(levels):
         radius = max(1, math.ceil(3 * s))
         k = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
         k = torch.exp(-0.5 * (k / max(s, 1e-3)) ** 2)
         k = k / k.sum()
-        c = x.shape[1]
-        xs = F.pad(x[sel], (radius,) * 4, mode="replicate")
+        xs = F.pad(x, (radius,) * 4, mode="replicate")
         xs = F.conv2d(xs, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
         xs = F.conv2d(xs, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-        out[sel] = xs
+        out = torch.where((apply & (level == j)).view(-1, 1, 1, 1), xs, out)
     return out
 
 
@@ -233,5 +233,5 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.
     if cfg.blur_prob > 0:
         apply = torch.rand(n, generator=gen, device=device) < cfg.blur_prob
         sigma = _uniform(n, *cfg.blur_sigma, gen, device)
-        x = _gaussian_blur(x, sigma, apply)
+        x = _gaussian_blur(x, sigma, apply, cfg.blur_sigma)
     return x.clamp(0, 1)

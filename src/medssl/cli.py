@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import traceback
+from dataclasses import fields
 
 from medssl import __version__
 from medssl.errors import MedsslError
@@ -73,6 +74,12 @@ OPTIONS: dict[str, tuple[type, str]] = {
     "proj_dims": (str, "projection MLP sizes d,hidden...,k (d = 512)"),
     "knn_k": (int, "neighbours of the kNN monitor"),
     "knn_every": (int, "epochs between kNN monitor evaluations (0: never)"),
+    "mlflow": (
+        str,
+        "also log to MLflow: a tracking URI, or a folder for a local file store "
+        "(pip install 'medssl[mlflow]')",
+    ),
+    "budget": (str, "quick | standard | full | smoke (see docs/commands/study.md)"),
 }
 
 TRAIN_KEYS = [
@@ -102,6 +109,7 @@ TRAIN_KEYS = [
     "device",
     "eval_batch_size",
     "n_bins",
+    "mlflow",
 ]
 PRETRAIN_KEYS = [
     "dataset",
@@ -126,6 +134,7 @@ PRETRAIN_KEYS = [
     "knn_k",
     "knn_every",
     "eval_batch_size",
+    "mlflow",
 ]
 PROBE_KEYS = [
     "encoder",
@@ -145,9 +154,12 @@ PROBE_KEYS = [
     "eval_batch_size",
     "n_bins",
 ]
+STUDY_KEYS = ["dataset", "data_root", "out", "budget", "device", "mlflow"]
 
 
-def _add_options(parser: argparse.ArgumentParser, keys: list[str], defaults: dict) -> None:
+def _add_options(
+    parser: argparse.ArgumentParser, keys: list[str], defaults: dict, tracking: bool = False
+) -> None:
     for key in keys:
         typ, text = OPTIONS[key]
         parser.add_argument(
@@ -164,6 +176,19 @@ def _add_options(parser: argparse.ArgumentParser, keys: list[str], defaults: dic
         action="store_false",
         default=argparse.SUPPRESS,
         help="no progress bar",
+    )
+    if tracking:
+        parser.add_argument(
+            "--no-tensorboard",
+            dest="tensorboard",
+            action="store_false",
+            default=argparse.SUPPRESS,
+            help="write no TensorBoard events (default: RUN_DIR/tensorboard)",
+        )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the fully resolved options as YAML and exit (runs nothing)",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
@@ -187,6 +212,7 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from medssl.pretrain import PretrainConfig
     from medssl.probe import ProbeConfig
+    from medssl.study import StudyConfig
     from medssl.train import TrainConfig
 
     parser = argparse.ArgumentParser(
@@ -203,7 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
         "validation AUROC; write config, history, checkpoint, metrics, predictions "
         "and plots to --out.",
     )
-    _add_options(p, TRAIN_KEYS, TrainConfig().to_dict())
+    _add_options(
+        p,
+        TRAIN_KEYS,
+        TrainConfig().to_dict() | {"epochs": "per dataset", "stem": "per dataset"},
+        tracking=True,
+    )
     _add_data_flags(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
 
@@ -215,7 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
         "shows progress. Writes encoder.safetensors for `medssl train --init` and "
         "`medssl probe --encoder`. Multi-GPU/-node: launch with torchrun.",
     )
-    _add_options(p, PRETRAIN_KEYS, PretrainConfig().to_dict() | {"augment": "by modality"})
+    _add_options(
+        p, PRETRAIN_KEYS, PretrainConfig().to_dict() | {"augment": "by modality"}, tracking=True
+    )
     _add_data_flags(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
 
@@ -226,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
         "stratified label subsets (C chosen on validation AUROC) and report test "
         "AUROC, balanced accuracy and ECE, mean ± std over seeds.",
     )
-    _add_options(p, PROBE_KEYS, ProbeConfig().to_dict())
+    _add_options(p, PROBE_KEYS, ProbeConfig().to_dict(), tracking=True)
 
     p = sub.add_parser(
         "augment-preview",
@@ -240,7 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=6, help="images (rows) [default: 6]")
     p.add_argument("--views", type=int, default=7, help="views per image [default: 7]")
     p.add_argument("--seed", type=int, default=0, help="[default: 0]")
-    p.add_argument("--out", default="augment_preview.png", help="PNG path")
+    p.add_argument(
+        "--out", default="augment_preview.png", help="PNG path [default: augment_preview.png]"
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
     st = sub.add_parser(
@@ -253,13 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Budgets: quick (minutes on a 2-core CPU, 1 seed, fractions 0.1 and 1), "
         "standard (3 seeds, 5 fractions, default recipes), full.",
     )
-    st.add_argument("--dataset", default="breastmnist", help="[default: breastmnist]")
-    st.add_argument("--data-root", default=None, help="as for train")
-    st.add_argument("--out", default="runs/study", help="study directory [default: runs/study]")
-    st.add_argument("--budget", default="quick", help="quick | standard | full [default: quick]")
-    st.add_argument("--device", default="auto", help="auto | cpu | cuda [default: auto]")
-    st.add_argument("--no-progress", dest="progress", action="store_false", help="no bars")
-    st.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    _add_options(st, STUDY_KEYS, StudyConfig().to_dict())
 
     d = sub.add_parser(
         "data",
@@ -281,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="calibration, CIs and operating points of a finished classifier run",
         description="Temperature scaling fitted on validation (ECE equal-width and equal-mass, "
         "NLL, Brier before/after), AUROC and average precision with seeded bootstrap "
-        "95%% CIs, and operating points chosen on validation, reported on test. "
+        "95% CIs, and operating points chosen on validation, reported on test. "
         "Writes evaluation.json, evaluation.md, reliability_temperature.png, pr.png.",
     )
     e.add_argument("run_dir", help="a finished `medssl train` run directory")
@@ -312,25 +341,106 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--split", default="test", help="val | test [default: test]")
     c.add_argument("--per-run", action="store_true", help="one row per run, no aggregation")
     c.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
+    sc = sub.add_parser(
+        "completion",
+        help="print a shell completion script (bash, zsh or tcsh)",
+        description="Print a completion script for medssl's commands and options, made by "
+        "shtab from this parser. bash: `medssl completion bash > "
+        "~/.local/share/bash-completion/completions/medssl`; zsh: `medssl completion zsh > "
+        '"${fpath[1]}/_medssl"`.',
+    )
+    sc.add_argument("shell", choices=["bash", "zsh", "tcsh"], help="the shell")
+    for name in ("augment-preview", "data", "evaluate", "compare"):
+        sub.choices[name].add_argument(
+            "--config", help="YAML file of these options (command-line options override)"
+        )
+    for sp in sub.choices.values():
+        for opt in ("config", "data_root", "out", "init", "encoder"):
+            _mark_path(sp, opt)
     return parser
 
 
-def _options(args: argparse.Namespace) -> dict:
-    """Options from --config, overridden by those given on the command line."""
+def _mark_path(parser: argparse.ArgumentParser, dest: str) -> None:
+    """Let shell completion offer file names for a path option."""
+    import shtab
+
+    for action in parser._actions:
+        if action.dest == dest:
+            action.complete = shtab.FILE  # type: ignore[attr-defined]
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[command]
+    raise AssertionError("parser without subcommands")
+
+
+# The options a --config file may hold: the command's config dataclass fields when it has one.
+def _config_keys(command: str, sub: argparse.ArgumentParser) -> set[str]:
+    from medssl.pretrain import PretrainConfig
+    from medssl.probe import ProbeConfig
+    from medssl.study import StudyConfig
+    from medssl.train import TrainConfig
+
+    classes = {
+        "train": TrainConfig,
+        "pretrain": PretrainConfig,
+        "probe": ProbeConfig,
+        "study": StudyConfig,
+    }
+    if command in classes:
+        return {f.name for f in fields(classes[command])}
+    return {a.dest for a in sub._actions} - {"help", "config", "debug"}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line; a --config file supplies defaults the command line overrides."""
     from medssl.rundir import read_yaml
 
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "config", None):
+        sub = _subparser(parser, args.command)
+        file_opts = {k.replace("-", "_"): v for k, v in read_yaml(args.config).items()}
+        command = file_opts.pop("command", args.command)
+        if command != args.command:
+            raise MedsslError(
+                f"{args.config} is a `{command}` config; run `medssl {command} --config ...`"
+            )
+        unknown = set(file_opts) - _config_keys(args.command, sub)
+        if unknown:
+            raise MedsslError(f"{args.config}: unknown {args.command} options {sorted(unknown)}")
+        sub.set_defaults(**file_opts)
+        args = parser.parse_args(argv)
+    return args
+
+
+def _options(args: argparse.Namespace) -> dict:
+    """The command's options (from --config and the command line, already merged)."""
     opts = vars(args).copy()
-    for key in ("command", "debug", "resume", "config"):
+    for key in ("command", "debug", "resume", "config", "print_config"):
         opts.pop(key, None)
-    merged = read_yaml(args.config) if args.config else {}
-    merged.update(opts)
-    return merged
+    return opts
+
+
+def _print_config(args: argparse.Namespace, cfg) -> bool:
+    """With --print-config, print the resolved options as YAML (a valid --config file)."""
+    if getattr(args, "print_config", False):
+        import yaml
+
+        print(yaml.safe_dump({"command": args.command} | cfg.to_dict(), sort_keys=False), end="")
+        return True
+    return False
 
 
 def _train(args: argparse.Namespace) -> int:
     from medssl.train import TrainConfig, train
 
     cfg = TrainConfig.from_dict(_options(args))
+    if _print_config(args, cfg):
+        return 0
     metrics = train(cfg, resume=args.resume)
     print(format_metrics(metrics))
     print(f"run directory: {cfg.out}")
@@ -345,11 +455,14 @@ def _pretrain(args: argparse.Namespace) -> int:
     from medssl.pretrain import PretrainConfig, pretrain
 
     cfg = PretrainConfig.from_dict(_options(args))
+    if _print_config(args, cfg):
+        return 0
     s = pretrain(cfg, resume=args.resume)
     if s:
         print(
             f"SimCLR {s['dataset']}: loss {s['first_loss']:.4f} -> {s['final_loss']:.4f}; "
-            f"kNN val AUROC {_fmt(s['knn_val_auroc_first'])} -> {_fmt(s['knn_val_auroc_last'])}; "
+            f"kNN val AUROC {_fmt(s.get('knn_val_auroc_init'))} (init) -> "
+            f"{_fmt(s['knn_val_auroc_first'])} (first check) -> {_fmt(s['knn_val_auroc_last'])}; "
             f"{s['train_time_s']:.0f} s\nencoder: {s['encoder']}"
         )
     return 0
@@ -359,6 +472,8 @@ def _probe(args: argparse.Namespace) -> int:
     from medssl.probe import ProbeConfig, probe
 
     cfg = ProbeConfig.from_dict(_options(args))
+    if _print_config(args, cfg):
+        return 0
     summary = probe(cfg)
     print(summary["table_md"])
     return 0
@@ -394,9 +509,9 @@ def _study(args: argparse.Namespace) -> int:
 
     from medssl.study import StudyConfig, run_study
 
-    cfg = StudyConfig(
-        args.dataset, args.data_root, args.out, args.budget, args.device, args.progress
-    )
+    cfg = StudyConfig.from_dict(_options(args))
+    if _print_config(args, cfg):
+        return 0
     run_study(cfg)
     print((Path(cfg.out) / "report.md").read_text().split("## Self-supervised")[0])
     print(f"report: {Path(cfg.out) / 'report.html'}")
@@ -409,7 +524,9 @@ def _data(args: argparse.Namespace) -> int:
     from medssl import data as D
 
     names = [args.dataset] if args.dataset else sorted(D.DATASETS)
-    missing = []
+    if args.size not in D.SIZES:
+        raise MedsslError(f"--size must be one of {D.SIZES}, got {args.size}")
+    missing, bad_md5 = [], []
     for name in names:
         D.dataset_info(name)
         if args.download:
@@ -426,6 +543,8 @@ def _data(args: argparse.Namespace) -> int:
             print(f"  {s['file']}: missing")
             continue
         print(f"  {s['file']}: MD5 {'matches the official release' if s['md5_ok'] else 'DIFFERS'}")
+        if not s["md5_ok"]:
+            bad_md5.append(s["file"])
         for split, c in s["splits"].items():
             counts = f"label 0: {c['label_0']:>5}  label 1: {c['label_1']:>5}"
             print(f"  {split:<5} n={c['n']:>5}  {counts}")
@@ -448,6 +567,11 @@ def _data(args: argparse.Namespace) -> int:
         raise MedsslError(
             f"{len(missing)} file(s) missing; run `medssl data --download` online, "
             f"or download {' '.join(urls)} into --data-root (or $MEDSSL_DATA_ROOT)"
+        )
+    if bad_md5:
+        raise MedsslError(
+            f"{' '.join(map(str, bad_md5))}: MD5 differs from the official release; "
+            f"download the file again"
         )
     return 0
 
@@ -481,6 +605,13 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _completion(args: argparse.Namespace) -> int:
+    import shtab
+
+    print(shtab.complete(build_parser(), shell=args.shell), end="")
+    return 0
+
+
 def format_metrics(m: dict) -> str:
     """A small table of val/test metrics with the positive class named."""
     pos = m["positive_class"]
@@ -507,22 +638,27 @@ COMMANDS = {
     "augment-preview": _augment_preview,
     "evaluate": _evaluate,
     "compare": _compare,
+    "completion": _completion,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("LIGHTLY_DID_VERSION_CHECK", "True")
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parse_args(argv)
         return COMMANDS[args.command](args)
     except MedsslError as exc:
-        if getattr(args, "debug", False):
+        if "--debug" in (sys.argv[1:] if argv is None else argv):
             traceback.print_exc()
         print(f"medssl: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("medssl: interrupted; rerun with --resume to continue", file=sys.stderr)
+        hint = {
+            "train": "rerun with --resume to continue",
+            "pretrain": "rerun with --resume to continue",
+            "study": "rerun the same command to continue",
+        }.get(args.command if "args" in locals() else "", "nothing was marked finished")
+        print(f"medssl: interrupted; {hint}", file=sys.stderr)
         return 130
 
 

@@ -136,9 +136,13 @@ def plot_learning_curves(
     return _save(fig, path)
 
 
-def plot_pretrain_curves(history: list[dict], path: str | os.PathLike[str]) -> Path:
-    """SimCLR curves: NT-Xent loss, kNN validation AUROC of the frozen encoder, and LR."""
-    rows = [
+def plot_pretrain_curves(
+    history: list[dict], path: str | os.PathLike[str], knn_init: float | None = None
+) -> Path:
+    """SimCLR curves: NT-Xent loss, kNN validation AUROC of the frozen encoder (with the
+    initial encoder's at epoch -1 when given), and LR."""
+    init = [] if knn_init is None else [{"epoch": -1, "val_auroc": knn_init}]
+    rows = init + [
         {
             "epoch": r["epoch"],
             "train_loss": r["loss"],
@@ -206,6 +210,36 @@ def plot_label_efficiency(
         ax.set_xlabel("fraction of training labels")
         ax.set_title(key.replace("test_", "test ").replace("_", " "))
         ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_embeddings(
+    panels: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    path: str | os.PathLike[str],
+    positive_name: str = "positive",
+) -> Path:
+    """2-D maps of features (e.g. t-SNE), one panel per encoder, points coloured by class.
+
+    Args:
+        panels: title -> (coordinates (n, 2), binary targets (n,)).
+        path: Output PNG path.
+    """
+    if not panels:
+        raise ValueError("panels is empty; pass at least one embedding")
+    fig = Figure(figsize=(4.2 * len(panels), 4.0), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (title, (xy, targets)) in zip(axes, panels.items(), strict=True):
+        xy, targets = np.asarray(xy), np.asarray(targets)
+        if xy.ndim != 2 or xy.shape[1] != 2 or len(xy) != len(targets):
+            raise ValueError(f"{title}: need (n, 2) coordinates and n targets")
+        for value, colour, name in ((0, "tab:blue", "other"), (1, "tab:red", positive_name)):
+            sel = targets == value
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=6, c=colour, alpha=0.6, label=name)
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.legend(fontsize=8, markerscale=2)
+    fig.suptitle("t-SNE of test-set features (colour = class)", fontsize=10)
     return _save(fig, path)
 
 

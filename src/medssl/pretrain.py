@@ -6,16 +6,18 @@ epoch so users can watch representations improve.
 
 Multi-process: launched with `torchrun`, each process takes its slice of one global permutation,
 projections are all-gathered WITH gradients so every anchor sees the 2B·world views of the global
-batch, and DDP averages parameter gradients: the step equals one process on the whole batch.
+batch, and DDP averages parameter gradients: loss and gradients equal one process on the whole
+batch (BatchNorm statistics stay per process, as without SyncBatchNorm).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +31,10 @@ from medssl.augment import MODALITY_PRESETS, AugmentConfig, preset, to_float, tw
 from medssl.errors import MedsslError
 from medssl.losses import nt_xent
 from medssl.metrics import auroc
-from medssl.models import Encoder, ProjectionHead, metadata, save_model
+from medssl.models import STEMS, Encoder, ProjectionHead, metadata, save_model
 from medssl.rundir import (
     atomic_path,
+    config_from_dict,
     read_history,
     resume_state,
     run_lock,
@@ -39,6 +42,7 @@ from medssl.rundir import (
     write_json,
     write_yaml,
 )
+from medssl.tracking import Tracker
 from medssl.train import autocast, extract_features, lr_factor, resolve_device, resolve_precision
 
 
@@ -72,9 +76,13 @@ class PretrainConfig:
     download: bool = False
     verify_md5: bool = False
     progress: bool = True
+    tensorboard: bool = True  # event files in RUN_DIR/tensorboard
+    mlflow: str | None = None  # MLflow tracking URI or local folder; None: no MLflow
 
     def __post_init__(self) -> None:
         info = D.dataset_info(self.dataset)
+        if self.stem not in STEMS:
+            raise MedsslError(f"--stem must be one of {STEMS}, got {self.stem!r}")
         if self.augment is None:
             self.augment = MODALITY_PRESETS[info.modality]
         if self.temperature <= 0:
@@ -121,10 +129,7 @@ class PretrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> PretrainConfig:
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise MedsslError(f"unknown pretrain options {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "pretrain")
 
 
 class SimCLR(torch.nn.Module):
@@ -190,7 +195,8 @@ def _init_distributed(device: torch.device) -> None:
 def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
     """Run SimCLR pretraining; write encoder, projection head, history and plots to cfg.out.
 
-    Run directory: config.yaml, history.jsonl (loss, kNN val AUROC/accuracy, LR, time),
+    Run directory: config.yaml, knn_init.json (the kNN monitor of the initial encoder),
+    history.jsonl (loss, kNN val AUROC/accuracy, LR, time),
     encoder.safetensors (+ .json), projection_head.safetensors, last.pt, loss_curve.png,
     pretrain.json (written last: marks a finished run).
     """
@@ -253,9 +259,26 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
             f"{precision}"
         )
     lock = run_lock(out) if rank == 0 else contextlib.nullcontext()
-    with lock:
+    with (
+        lock,
+        contextlib.closing(
+            Tracker(
+                out,
+                cfg.to_dict(),
+                cfg.tensorboard and rank == 0,
+                cfg.mlflow if rank == 0 else None,
+                start,
+                f"medssl-{cfg.dataset}",
+            )
+        ) as tracker,
+    ):
         if rank == 0:
-            write_yaml(out / "config.yaml", cfg.to_dict())
+            write_yaml(out / "config.yaml", {"command": "pretrain"} | cfg.to_dict())
+        if rank == 0 and cfg.knn_every and start == 0:
+            # The starting point of the monitor: the randomly initialised encoder's kNN score.
+            init = knn_monitor(model.encoder, splits, cfg, precision)
+            write_json(out / "knn_init.json", init)
+            tracker.scalars(0, {"knn/val_auroc_at_init": init["knn_val_auroc"]})
         bar = tqdm(
             range(start, cfg.epochs),
             desc=f"SimCLR {cfg.dataset}",
@@ -277,6 +300,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
                 batch = perm[step * global_batch : (step + 1) * global_batch]
                 local = batch.tensor_split(world)[rank]  # this process's slice of the batch
                 v1, v2 = two_views(to_float(images[local], cfg.resize), aug, gen)
+                if epoch == 0 and step == 0:  # pairs: view 1 above view 2
+                    pairs = torch.stack([v1[:16, 0], v2[:16, 0]], 1).flatten(0, 1)
+                    tracker.images("augmentation/view_pairs", pairs.float().cpu().numpy())
                 with autocast(device, precision):
                     z = net(torch.cat([v1, v2]))
                 loss = distributed_nt_xent(
@@ -301,6 +327,16 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
                 row.update(knn_monitor(model.encoder, splits, cfg, precision))
             if rank == 0:
                 history.append(row)
+                tracker.scalars(
+                    epoch,
+                    {
+                        "loss/nt_xent": row["loss"],
+                        "lr": lr,
+                        "knn/val_auroc": row.get("knn_val_auroc", math.nan),
+                        "knn/val_accuracy": row.get("knn_val_accuracy", math.nan),
+                        "time/epoch_s": row["epoch_time_s"],
+                    },
+                )
                 _save(model, opt, gen, epoch, history, cfg, out)
                 bar.set_postfix(
                     loss=f"{row['loss']:.4f}",
@@ -310,6 +346,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
         summary = {}
         if rank == 0:
             summary = _finish(cfg, history, out, n, world, precision, str(device))
+            tracker.figure("figures/loss_curve", out / "loss_curve.png")
+            tracker.artifact(out / "pretrain.json")
     if world > 1:
         dist.barrier()
     return summary
@@ -356,7 +394,9 @@ def _save(model: SimCLR, opt, gen, epoch: int, history: list[dict], cfg, out: Pa
 def _finish(cfg, history, out, n, world, precision, device) -> dict:
     from medssl import plots
 
-    plots.plot_pretrain_curves(history, out / "loss_curve.png")
+    init_file = out / "knn_init.json"
+    init = json.loads(init_file.read_text())["knn_val_auroc"] if init_file.is_file() else None
+    plots.plot_pretrain_curves(history, out / "loss_curve.png", knn_init=init)
     knn = [r["knn_val_auroc"] for r in history if "knn_val_auroc" in r]
     summary = {
         "dataset": cfg.dataset,
@@ -368,6 +408,7 @@ def _finish(cfg, history, out, n, world, precision, device) -> dict:
         "precision": precision,
         "final_loss": history[-1]["loss"] if history else None,
         "first_loss": history[0]["loss"] if history else None,
+        "knn_val_auroc_init": init,  # the randomly initialised encoder, before any step
         "knn_val_auroc_first": knn[0] if knn else None,
         "knn_val_auroc_last": knn[-1] if knn else None,
         "train_time_s": sum(r["epoch_time_s"] for r in history),

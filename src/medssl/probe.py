@@ -9,10 +9,11 @@ AUROC, and reports test metrics of the chosen model.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,9 @@ from tqdm.auto import tqdm
 from medssl import data as D
 from medssl.errors import MedsslError
 from medssl.metrics import auroc, binary_metrics
-from medssl.models import Encoder, load_encoder_weights, read_model
-from medssl.rundir import run_lock, write_csv, write_json, write_text
+from medssl.models import STEMS, Encoder, load_encoder_weights, read_model
+from medssl.rundir import config_from_dict, run_lock, write_csv, write_json, write_text, write_yaml
+from medssl.tracking import Tracker
 from medssl.train import extract_features, resolve_device, resolve_precision
 
 
@@ -57,10 +59,14 @@ class ProbeConfig:
     device: str = "auto"
     eval_batch_size: int = 512
     n_bins: int = 15
+    embedding: bool = True  # t-SNE map of the test features (embedding.png / .csv)
     progress: bool = True
+    tensorboard: bool = True  # event files in RUN_DIR/tensorboard
 
     def __post_init__(self) -> None:
         D.dataset_info(self.dataset)
+        if self.stem not in STEMS:
+            raise MedsslError(f"--stem must be one of {STEMS}, got {self.stem!r}")
         for f in self.fractions():
             if not 0 < f <= 1:
                 raise MedsslError(f"--label-fractions must be in (0, 1], got {f}")
@@ -86,10 +92,7 @@ class ProbeConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ProbeConfig:
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise MedsslError(f"unknown probe options {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "probe")
 
 
 def load_encoder(source: str, stem: str = "imagenet", log=print) -> Encoder:
@@ -137,6 +140,45 @@ def fit_probe(
     return clf, mean, std, c, score
 
 
+def embed_2d(
+    features: np.ndarray, seed: int = 0, max_points: int = 2000
+) -> tuple[np.ndarray, np.ndarray]:
+    """2-D t-SNE map of standardised features (scikit-learn's TSNE, PCA init, seeded).
+
+    Beyond `max_points` rows a seeded random subset keeps it to seconds.
+    Returns (coordinates (m, 2), the row indices they belong to).
+    """
+    from sklearn.manifold import TSNE
+
+    rows = np.arange(len(features))
+    if len(features) > max_points:
+        rows = np.sort(np.random.default_rng(seed).choice(len(features), max_points, False))
+    x = features[rows]
+    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    perplexity = min(30.0, (len(x) - 1) / 3)
+    xy = TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+    return xy, rows
+
+
+def write_embedding(
+    out: Path, features: np.ndarray, targets: np.ndarray, title: str, positive_name: str
+) -> Path:
+    """t-SNE of `features` to out/embedding.csv (index, x, y, target) and out/embedding.png."""
+    from medssl import plots
+
+    xy, sel = embed_2d(features)
+    write_csv(
+        out / "embedding.csv",
+        [
+            {"index": int(i), "x": float(a), "y": float(b), "target": int(targets[i])}
+            for (a, b), i in zip(xy, sel, strict=True)
+        ],
+    )
+    return plots.plot_embeddings(
+        {title: (xy, targets[sel])}, out / "embedding.png", positive_name=positive_name
+    )
+
+
 def probe(cfg: ProbeConfig, log=print) -> dict:
     """Run the probe grid; write features, results.csv, summary.json, table.md and a plot."""
     from medssl import plots
@@ -152,7 +194,13 @@ def probe(cfg: ProbeConfig, log=print) -> dict:
         torch.manual_seed(0)
         encoder = Encoder(cfg.stem)
     encoder = encoder.to(device, memory_format=torch.channels_last)
-    with run_lock(out):
+    with (
+        run_lock(out),
+        contextlib.closing(
+            Tracker(out, cfg.to_dict(), cfg.tensorboard, experiment=f"medssl-{cfg.dataset}")
+        ) as tracker,
+    ):
+        write_yaml(out / "config.yaml", {"command": "probe"} | cfg.to_dict())
         t0 = time.perf_counter()
         feats = {
             s: extract_features(
@@ -205,6 +253,19 @@ def probe(cfg: ProbeConfig, log=print) -> dict:
         table_md = format_table(table, cfg, info.label_names[positive])
         write_text(out / "table.md", table_md)
         plots.plot_label_efficiency({"probe": table}, out / "label_efficiency.png")
+        tracker.figure("figures/label_efficiency", out / "label_efficiency.png")
+        for r in table:  # step = percent of the training labels
+            step = round(100 * r["label_fraction"])
+            tracker.scalars(step, {k: v for k, v in r.items() if k.startswith("test_")}, "probe/")
+        if cfg.embedding:
+            write_embedding(
+                out,
+                x["test"],
+                y["test"],
+                f"encoder: {Path(cfg.encoder).parent.name or cfg.encoder}",
+                info.label_names[positive],
+            )
+            tracker.figure("figures/embedding", out / "embedding.png")
         summary = {
             "dataset": cfg.dataset,
             "encoder": cfg.encoder,

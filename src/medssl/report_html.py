@@ -17,9 +17,25 @@ text-align:left}img{max-width:100%;border:1px solid #eee;margin:4px 0}h2{border-
 1px solid #ddd;padding-bottom:4px}.note{color:#555;font-size:0.9em}"""
 
 
-def _pm(pair) -> str:
-    mean, std = pair
-    return f"{mean:.3f} ± {std:.3f}"
+def _pm(mean: float, std: float, n_seeds: int) -> str:
+    """'mean ± std' over seeds; the bare value for a single seed (its std is not a spread)."""
+    return f"{mean:.3f}" if n_seeds == 1 else f"{mean:.3f} ± {std:.3f}"
+
+
+def _embedding_panels(runs: Path) -> dict:
+    """t-SNE coordinates the SSL and random-encoder probes saved, for one side-by-side plot."""
+    import csv
+
+    import numpy as np
+
+    panels = {}
+    for title, name in (("SimCLR encoder", "probe-ssl"), ("random encoder", "probe-random")):
+        f = runs / name / "embedding.csv"
+        if f.is_file():
+            rows = list(csv.DictReader(f.open()))
+            xy = np.array([[float(r["x"]), float(r["y"])] for r in rows])
+            panels[title] = (xy, np.array([int(r["target"]) for r in rows]))
+    return panels
 
 
 def _img(path: Path, alt: str) -> str:
@@ -48,10 +64,15 @@ def write_reports(out: Path, summary: dict) -> None:
     runs = out / "runs"
     pos = summary["positive_class"]
     plots.plot_label_efficiency(summary["label_efficiency"], out / "label_efficiency.png")
+    panels = _embedding_panels(runs)
+    if panels:
+        plots.plot_embeddings(panels, out / "representations.png", positive_name=pos["name"])
+    k = len(summary["seeds"])
     title = f"medssl study: {summary['dataset']} ({summary['budget']} budget)"
     intro = (
-        f"Positive class: label {pos['label']} ({pos['name']}). Seeds {summary['seeds']}; "
-        f"mean ± std over seeds; models chosen on validation AUROC, metrics on the official "
+        f"Positive class: label {pos['label']} ({pos['name']}). Seeds {summary['seeds']}"
+        f"{'; mean ± std over seeds' if k > 1 else ''}; models chosen on validation AUROC, "
+        f"metrics on the official "
         f"test split. Wall time {summary['wall_time_s'] / 60:.1f} min on "
         f"{summary['machine']}."
     )
@@ -60,11 +81,11 @@ def write_reports(out: Path, summary: dict) -> None:
             name,
             s["stem"],
             str(s["epochs"]),
-            _pm(s["val_auroc"]),
-            _pm(s["auroc"]),
-            _pm(s["balanced_accuracy"]),
-            _pm(s["accuracy"]),
-            _pm(s["ece"]),
+            _pm(*s["val_auroc"], k),
+            _pm(*s["auroc"], k),
+            _pm(*s["balanced_accuracy"], k),
+            _pm(*s["accuracy"], k),
+            _pm(*s["ece"], k),
             f"{s['train_time_s']:.0f}",
         ]
         for name, s in summary["supervised"].items()
@@ -91,9 +112,9 @@ def write_reports(out: Path, summary: dict) -> None:
                     method,
                     f"{r['label_fraction']:g}",
                     f"{r['n_train']:.0f}",
-                    f"{r['test_auroc']:.3f} ± {r['test_auroc_std']:.3f}",
-                    f"{r['test_balanced_accuracy']:.3f} ± {r['test_balanced_accuracy_std']:.3f}",
-                    f"{r['test_ece']:.3f} ± {r['test_ece_std']:.3f}",
+                    _pm(r["test_auroc"], r["test_auroc_std"], k),
+                    _pm(r["test_balanced_accuracy"], r["test_balanced_accuracy_std"], k),
+                    _pm(r["test_ece"], r["test_ece_std"], k),
                 ]
             )
     eff_h, eff_md = _table(
@@ -107,8 +128,9 @@ def write_reports(out: Path, summary: dict) -> None:
     pre_text = (
         f"SimCLR: {pre['epochs']} epoch(s) on {pre['n_train_images']} unlabeled training "
         f"images; NT-Xent {num(pre['first_loss'])} → {num(pre['final_loss'])}; kNN "
-        f"validation AUROC {num(pre['knn_val_auroc_first'])} → "
-        f"{num(pre['knn_val_auroc_last'])}; {pre['train_time_s']:.0f} s."
+        f"validation AUROC {num(pre.get('knn_val_auroc_init'))} (random init) → "
+        f"{num(pre['knn_val_auroc_first'])} (first check) → "
+        f"{num(pre['knn_val_auroc_last'])} (last); {pre['train_time_s']:.0f} s."
     )
 
     parts = [
@@ -122,6 +144,10 @@ def write_reports(out: Path, summary: dict) -> None:
         _img(out / "label_efficiency.png", "label efficiency"),
         f"<h2 id='ssl'>Self-supervised pretraining</h2><p>{html.escape(pre_text)}</p>",
         _img(runs / "simclr" / "loss_curve.png", "SimCLR loss and kNN monitor"),
+        "<h2 id='representations'>Representations</h2><p>t-SNE of the test images' encoder "
+        "features, coloured by class: the SimCLR encoder against a randomly initialised one "
+        "(no labels were used by either).</p>",
+        _img(out / "representations.png", "t-SNE of SimCLR vs random encoder features"),
     ]
     md = [
         f"# {title}",
@@ -139,6 +165,10 @@ def write_reports(out: Path, summary: dict) -> None:
         "## Self-supervised pretraining",
         "",
         pre_text,
+        "",
+        "## Representations",
+        "",
+        "![t-SNE of SimCLR vs random encoder features](representations.png)",
         "",
     ]
     parts.append("<h2 id='evaluation'>Evaluation of the best models</h2>")

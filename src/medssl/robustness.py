@@ -35,6 +35,7 @@ def _blur(x: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
         x,
         torch.full((n,), sigma, device=x.device),
         torch.ones(n, dtype=torch.bool, device=x.device),
+        (sigma, sigma),
     )
 
 

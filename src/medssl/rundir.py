@@ -56,6 +56,21 @@ def read_yaml(path: Path | str) -> dict:
     return data
 
 
+def config_from_dict(cls, d: dict, command: str):
+    """Build the config dataclass `cls` of `command` from a dict (a --config file, a saved
+    config.yaml): an optional `command` key must match, unknown keys are a clear error."""
+    from dataclasses import fields
+
+    d = dict(d)
+    named = d.pop("command", command)
+    if named != command:
+        raise MedsslError(f"this is a `{named}` config, not a `{command}` one")
+    unknown = set(d) - {f.name for f in fields(cls)}
+    if unknown:
+        raise MedsslError(f"unknown {command} options {sorted(unknown)}")
+    return cls(**d)
+
+
 def write_csv(path: Path | str, rows: list[dict]) -> None:
     """Write a list of flat dicts as CSV atomically (columns from the first row)."""
     buf = io.StringIO()
@@ -78,12 +93,25 @@ def read_history(path: Path | str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+# Options that may change between a run and its resume: they do not change the numbers.
+NOT_COMPARED = ("device", "progress", "tensorboard", "mlflow")
+
+
+def checkpoint_epoch(out: Path) -> int:
+    """The last finished epoch saved in `out/last.pt` (memory-mapped: nothing big is read)."""
+    import torch
+
+    return int(
+        torch.load(out / "last.pt", map_location="cpu", weights_only=True, mmap=True)["epoch"]
+    )
+
+
 def resume_state(out: Path, options: dict, marker: str, resume: bool, log) -> tuple[bool, dict]:
     """Decide how a run in `out` starts. Returns (resume, finished results).
 
     A finished run (its `marker` file exists) is returned as is with --resume and refused
     without it; --resume with no checkpoint yet starts from scratch; a real resume requires
-    the same options as the saved config.yaml (device and progress may differ).
+    the same options as the saved config.yaml (those in NOT_COMPARED may differ).
     """
     done = out / marker
     if resume and done.is_file():
@@ -96,9 +124,7 @@ def resume_state(out: Path, options: dict, marker: str, resume: bool, log) -> tu
         return False, {}
     if resume:
         saved = read_yaml(out / "config.yaml")
-        diff = {
-            k for k, v in options.items() if k not in ("device", "progress") and saved.get(k) != v
-        }
+        diff = {k for k, v in options.items() if k not in NOT_COMPARED and saved.get(k) != v}
         if diff:
             raise MedsslError(f"--resume: options differ from {out}/config.yaml: {sorted(diff)}")
     return resume, {}

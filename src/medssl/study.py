@@ -13,15 +13,16 @@ import json
 import platform
 import statistics
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from medssl import data as D
 from medssl.errors import MedsslError
-from medssl.rundir import run_lock, write_json
+from medssl.rundir import config_from_dict, read_yaml, run_lock, write_json, write_yaml
 
 # Budgets: epochs, seeds and label fractions. quick finishes in minutes on a 2-core CPU
 # (ImageNet stem everywhere); standard uses each dataset's default supervised recipe.
@@ -67,6 +68,7 @@ class StudyConfig:
     out: str = "runs/study"
     budget: str = "quick"
     device: str = "auto"
+    mlflow: str | None = None  # passed to every train and pretrain run
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -74,12 +76,12 @@ class StudyConfig:
         if self.budget not in BUDGETS:
             raise MedsslError(f"--budget must be one of {sorted(BUDGETS)}, got {self.budget!r}")
 
+    def to_dict(self) -> dict:
+        return asdict(self)
+
     @classmethod
     def from_dict(cls, d: dict) -> StudyConfig:
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise MedsslError(f"unknown study options {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "study")
 
 
 def plan(cfg: StudyConfig) -> list[tuple[str, str, dict]]:
@@ -91,7 +93,7 @@ def plan(cfg: StudyConfig) -> list[tuple[str, str, dict]]:
         "device": cfg.device,
         "progress": False,
     }
-    sup = dict(common, epochs=b["sup_epochs"].get(cfg.dataset), stem=b["stem"])
+    sup = dict(common, epochs=b["sup_epochs"].get(cfg.dataset), stem=b["stem"], mlflow=cfg.mlflow)
     ssl_stem = "imagenet"  # SimCLR needs many epochs: the cheap stem keeps them affordable
     steps: list[tuple[str, str, dict]] = []
     for s in b["seeds"]:
@@ -106,6 +108,7 @@ def plan(cfg: StudyConfig) -> list[tuple[str, str, dict]]:
             "simclr",
             dict(
                 common,
+                mlflow=cfg.mlflow,
                 epochs=b["pretrain_epochs"][cfg.dataset],
                 stem=ssl_stem,
                 knn_every=min(5, b["pretrain_epochs"][cfg.dataset]),
@@ -168,6 +171,14 @@ def run_study(cfg: StudyConfig, log=print) -> dict:
     encoder = str(out / "runs" / "simclr" / "encoder.safetensors")
     t0 = time.perf_counter()
     with run_lock(out):
+        if (out / "config.yaml").is_file():  # a rerun resumes; it must be the same study
+            saved = read_yaml(out / "config.yaml")
+            if (saved.get("dataset"), saved.get("budget")) != (cfg.dataset, cfg.budget):
+                raise MedsslError(
+                    f"{out} holds a {saved.get('budget')} study of {saved.get('dataset')}; "
+                    f"rerun that, or choose another --out"
+                )
+        write_yaml(out / "config.yaml", {"command": "study"} | cfg.to_dict())  # for --config
         write_json(out / "study.json", {"config": asdict(cfg), "steps": [s[1] for s in steps]})
         bar = tqdm(
             steps,
@@ -192,6 +203,7 @@ def run_study(cfg: StudyConfig, log=print) -> dict:
             else:
                 probe(ProbeConfig.from_dict(opts), log=quiet)
         bar.close()
+        _embeddings(cfg, out)
         best = best_runs(out, steps)
         for family, name in best.items():
             if not (out / "runs" / name / "evaluation.json").is_file():
@@ -206,6 +218,23 @@ def run_study(cfg: StudyConfig, log=print) -> dict:
 
         write_reports(out, summary)
     return summary
+
+
+def _embeddings(cfg: StudyConfig, out: Path) -> None:
+    """t-SNE maps for the report from the probes' cached test features, where a probe lacks one."""
+    from safetensors.numpy import load_file
+
+    from medssl.probe import write_embedding
+
+    info = D.dataset_info(cfg.dataset)
+    for name in ("probe-ssl", "probe-random"):
+        run = out / "runs" / name
+        if (run / "embedding.csv").is_file() or not (run / "features.safetensors").is_file():
+            continue
+        targets = D.load_splits(cfg.dataset, cfg.data_root)["test"].targets.numpy()
+        feats = load_file(str(run / "features.safetensors"))["test"].astype(np.float64)
+        pos = info.label_names[info.default_positive]
+        write_embedding(run, feats, targets.astype(np.int64), name, pos)
 
 
 def best_runs(out: Path, steps: list) -> dict[str, str]:
@@ -273,6 +302,9 @@ def summarise(cfg: StudyConfig, out: Path, steps: list, best: dict, wall_s: floa
             rows.append(row)
         efficiency[label] = rows
     pre = json.loads((runs / "simclr" / "pretrain.json").read_text())
+    init = runs / "simclr" / "knn_init.json"
+    if pre.get("knn_val_auroc_init") is None and init.is_file():  # runs made before it existed
+        pre["knn_val_auroc_init"] = json.loads(init.read_text())["knn_val_auroc"]
     info = D.dataset_info(cfg.dataset)
     return {
         "dataset": cfg.dataset,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +23,11 @@ from medssl.augment import AugmentConfig, augment, preset, to_float
 from medssl.errors import MedsslError
 from medssl.losses import bce, class_weights, weighted_bce
 from medssl.metrics import binary_metrics
-from medssl.models import Classifier, load_encoder_weights, metadata, save_model
+from medssl.models import STEMS, Classifier, load_encoder_weights, metadata, save_model
 from medssl.rundir import (
     atomic_path,
+    checkpoint_epoch,
+    config_from_dict,
     read_history,
     resume_state,
     run_lock,
@@ -34,6 +36,7 @@ from medssl.rundir import (
     write_json,
     write_yaml,
 )
+from medssl.tracking import Tracker
 
 
 @dataclass
@@ -70,6 +73,8 @@ class TrainConfig:
     download: bool = False
     verify_md5: bool = False
     progress: bool = True
+    tensorboard: bool = True  # event files in RUN_DIR/tensorboard
+    mlflow: str | None = None  # MLflow tracking URI or local folder; None: no MLflow
 
     def __post_init__(self) -> None:
         info = D.dataset_info(self.dataset)
@@ -82,6 +87,7 @@ class TrainConfig:
 
                 self.stem = read_model(self.init)[1].get("stem", self.stem)
         choices = {
+            "stem": STEMS,
             "mode": ("all", "head"),
             "loss": ("bce", "weighted-bce"),
             "decay": ("decoupled", "l2"),
@@ -128,11 +134,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise MedsslError(f"unknown train options {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "train")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -298,16 +300,31 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
         return finished
 
     with run_lock(out):
-        write_yaml(out / "config.yaml", cfg.to_dict())
+        write_yaml(out / "config.yaml", {"command": "train"} | cfg.to_dict())
         write_csv(
             out / "train_indices.csv",
             [{"index": int(i)} for i in train_split.indices.cpu().tolist()],
         )
-        result = _fit(
-            cfg, model, splits, train_split, aug_cfg, device, positive, pos_name, out, resume, log
-        )
-        model.load_state_dict(_load_best(out))
-        return _finish(cfg, model, splits, positive, pos_name, out, result, plots)
+        start = checkpoint_epoch(out) + 1 if resume else 0
+        with contextlib.closing(
+            Tracker(out, cfg.to_dict(), cfg.tensorboard, cfg.mlflow, start, f"medssl-{cfg.dataset}")
+        ) as tracker:
+            result = _fit(
+                cfg,
+                model,
+                splits,
+                train_split,
+                aug_cfg,
+                device,
+                positive,
+                pos_name,
+                out,
+                resume,
+                log,
+                tracker,
+            )
+            model.load_state_dict(_load_best(out))
+            return _finish(cfg, model, splits, positive, pos_name, out, result, plots, tracker)
 
 
 def _load_best(out: Path) -> dict:
@@ -317,7 +334,9 @@ def _load_best(out: Path) -> dict:
     return state
 
 
-def _fit(cfg, model, splits, train_split, aug_cfg, device, positive, pos_name, out, resume, log):
+def _fit(
+    cfg, model, splits, train_split, aug_cfg, device, positive, pos_name, out, resume, log, tracker
+):
     n = len(train_split)
     n0, n1 = D.class_counts(train_split.targets)
     if cfg.loss == "weighted-bce":
@@ -382,6 +401,8 @@ def _fit(cfg, model, splits, train_split, aug_cfg, device, positive, pos_name, o
                 logits = model.forward_head(feats["train"][idx])
             else:
                 x = augment(to_float(train_split.images[idx], cfg.resize), aug_cfg, gen)
+                if epoch == 0 and step == 0:
+                    tracker.images("augmentation/train_batch", x[:32, 0].cpu().numpy())
                 with autocast(device, cfg.precision):
                     logits = model(x)  # float32 logits: the head runs outside autocast
             loss = loss_fn(logits, y)
@@ -418,6 +439,16 @@ def _fit(cfg, model, splits, train_split, aug_cfg, device, positive, pos_name, o
             "epoch_time_s": time.perf_counter() - t0,
         }
         history.append(row)
+        tracker.scalars(
+            epoch,
+            {
+                "loss/train": row["train_loss"],
+                "loss/val": val_loss,
+                "val/auroc": val_auroc,
+                "lr": row["lr"],
+                "time/epoch_s": row["epoch_time_s"],
+            },
+        )
         if val_auroc > best[0]:
             best = (val_auroc, epoch)
             save_model(
@@ -456,7 +487,7 @@ def _sigmoid64(logits: torch.Tensor) -> np.ndarray:
     return torch.sigmoid(logits.detach().double()).cpu().numpy()
 
 
-def _finish(cfg, model, splits, positive, pos_name, out, result, plots) -> dict:
+def _finish(cfg, model, splits, positive, pos_name, out, result, plots, tracker) -> dict:
     """Predict val/test with the best model; write metrics, predictions and figures."""
     rows, targets, probs, scores = [], {}, {}, {}
     metrics = {
@@ -502,5 +533,10 @@ def _finish(cfg, model, splits, positive, pos_name, out, result, plots) -> dict:
         targets, probs, out / "reliability.png", n_bins=cfg.n_bins, positive_name=pos_name
     )
     plots.plot_roc_curves(targets, scores, out / "roc.png", positive_name=pos_name)
+    for s in ("val", "test"):
+        tracker.scalars(result["best_epoch"], metrics[s], prefix=f"best_model/{s}_")
+    for name in ("learning_curves", "reliability", "roc"):
+        tracker.figure(f"figures/{name}", out / f"{name}.png")
     write_json(out / "metrics.json", metrics)  # written last: its presence marks a finished run
+    tracker.artifact(out / "metrics.json")
     return metrics

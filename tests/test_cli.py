@@ -1,0 +1,136 @@
+"""Config files for every command, config round trips, example configs, shell completion."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from medssl.models import Encoder, metadata, save_model
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((REPO / "configs").glob("*.yaml"))
+
+
+def _cli(*args, env=None, **kw):
+    return subprocess.run(
+        [sys.executable, "-m", "medssl.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=None if env is None else os.environ | env,
+        **kw,
+    )
+
+
+def test_example_configs_resolve(tmp_path, data_root):
+    """Every shipped example is a valid config of the command it names."""
+    enc = tmp_path / "encoder.safetensors"
+    save_model(Encoder("imagenet"), enc, metadata("encoder", Encoder("imagenet")))
+    assert len(EXAMPLES) >= 8
+    for path in EXAMPLES:
+        file_opts = yaml.safe_load(path.read_text())
+        command = file_opts.pop("command")
+        extra = []  # encoder paths point at runs a user makes first: give a real file here
+        if "init" in file_opts and file_opts["init"].endswith(".safetensors"):
+            extra = ["--init", enc]
+        if "encoder" in file_opts:
+            extra = ["--encoder", enc]
+        r = _cli(
+            command,
+            "--config",
+            path,
+            "--print-config",
+            *extra,
+            env={"MEDSSL_DATA_ROOT": str(data_root)},
+        )
+        assert r.returncode == 0, (path.name, r.stderr)
+        resolved = yaml.safe_load(r.stdout)
+        assert resolved["command"] == command
+        for key, value in file_opts.items():
+            if key not in ("init", "encoder"):
+                assert resolved[key] == value, (path.name, key)
+
+
+def test_config_of_another_command_and_unknown_keys_are_refused(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("command: pretrain\nepochs: 3\n")
+    r = _cli("train", "--config", cfg, "--print-config")
+    assert r.returncode == 2 and "is a `pretrain` config" in r.stderr
+    assert r.stderr.count("\n") == 1
+    cfg.write_text("epochs: 3\nlearning_rate: 0.1\n")
+    r = _cli("train", "--config", cfg, "--print-config")
+    assert r.returncode == 2 and "unknown train options ['learning_rate']" in r.stderr
+    r = _cli("evaluate", "x", "--config", tmp_path / "missing.yaml")
+    assert r.returncode == 2 and "cannot read YAML" in r.stderr
+
+
+def test_saved_run_config_reproduces_the_run(tmp_path, data_root):
+    """`medssl train --config RUN/config.yaml --out NEW` repeats the run bit for bit."""
+    a = tmp_path / "a"
+    r = _cli(
+        "train",
+        "--data-root",
+        data_root,
+        "--out",
+        a,
+        "--epochs",
+        "2",
+        "--stem",
+        "imagenet",
+        "--label-fraction",
+        "0.2",
+        "--seed",
+        "5",
+        "--no-progress",
+        "--no-tensorboard",
+    )
+    assert r.returncode == 0, r.stderr
+    assert not (a / "tensorboard").exists()
+    b = tmp_path / "b"
+    r = _cli("train", "--config", a / "config.yaml", "--out", b, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert (a / "predictions.csv").read_text() == (b / "predictions.csv").read_text()
+    sa, sb = (yaml.safe_load((d / "config.yaml").read_text()) for d in (a, b))
+    assert sa.pop("out") != sb.pop("out")
+    assert sa.pop("tensorboard") is False and sb.pop("tensorboard") is False
+    assert sa == sb
+
+
+def test_config_for_the_other_commands(tmp_path, data_root):
+    cfg = tmp_path / "data.yaml"
+    cfg.write_text(f"dataset: pneumoniamnist\ndata_root: {data_root}\n")
+    r = _cli("data", "--config", cfg)
+    assert r.returncode == 0, r.stderr
+    assert "pneumoniamnist" in r.stdout and "breastmnist" not in r.stdout
+    cfg.write_text(f"data_root: {data_root}\nimages: 2\nviews: 3\nout: {tmp_path / 'g.png'}\n")
+    r = _cli("augment-preview", "--config", cfg, "--views", "4")
+    assert r.returncode == 0, r.stderr
+    from PIL import Image
+
+    assert Image.open(tmp_path / "g.png").size[0] > 0
+    cfg.write_text("budget: standard\ndataset: pneumoniamnist\n")
+    r = _cli("study", "--config", cfg, "--print-config", "--budget", "full")
+    resolved = yaml.safe_load(r.stdout)
+    assert resolved["budget"] == "full" and resolved["dataset"] == "pneumoniamnist"
+    cfg.write_text("n_bootstrap: 0\n")
+    r = _cli("evaluate", tmp_path, "--config", cfg)
+    assert r.returncode == 2 and "--n-bootstrap >= 1" in r.stderr
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh"])
+def test_shell_completion(shell, tmp_path):
+    r = _cli("completion", shell)
+    assert r.returncode == 0, r.stderr
+    for word in ("pretrain", "study", "--label-fraction", "--budget"):
+        assert word in r.stdout
+    if shell == "bash":
+        script = tmp_path / "medssl.bash"
+        script.write_text(r.stdout)
+        check = subprocess.run(
+            ["bash", "-c", f"source {script} && complete -p medssl"],
+            capture_output=True,
+            text=True,
+        )
+        assert check.returncode == 0 and "medssl" in check.stdout, check.stderr
