@@ -134,3 +134,15 @@ def test_shell_completion(shell, tmp_path):
             text=True,
         )
         assert check.returncode == 0 and "medssl" in check.stdout, check.stderr
+
+
+def test_data_command_refuses_bad_size_and_differing_md5(tmp_path, data_root):
+    r = _cli("data", "--size", "32")
+    assert r.returncode == 2 and "--size must be one of" in r.stderr
+    assert r.stderr.count("\n") == 1
+    import numpy as np
+
+    with np.load(data_root / "breastmnist.npz") as f:  # same arrays, re-saved: other bytes
+        np.savez(tmp_path / "breastmnist.npz", **{k: f[k] for k in f.files})
+    r = _cli("data", "--dataset", "breastmnist", "--data-root", tmp_path)
+    assert r.returncode == 2 and "MD5 differs" in r.stderr and "DIFFERS" in r.stdout

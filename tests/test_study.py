@@ -71,6 +71,9 @@ def test_smoke_study_report_renders_offline(tmp_path, data_root):
     before = (out / "runs" / "sup-all-bce-s0" / "metrics.json").read_bytes()
     assert subprocess.run(cmd, capture_output=True, text=True).returncode == 0
     assert (out / "runs" / "sup-all-bce-s0" / "metrics.json").read_bytes() == before
+    # ... and only the same study: another budget into this folder is refused, one line
+    other = subprocess.run(cmd[:-2] + ["quick", "--no-progress"], capture_output=True, text=True)
+    assert other.returncode == 2 and "holds a smoke study of breastmnist" in other.stderr
 
     if CHROMIUM is None:
         pytest.fail("chromium not installed (.ci/run installs Debian's chromium)")
