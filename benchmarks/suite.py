@@ -129,17 +129,19 @@ def bench_ssl(arrays, device, repeats, steps=8, batch=256) -> list[dict]:
         m = SimCLR("imagenet", (512, 512, 128)).to(device, memory_format=torch.channels_last)
         return m, torch.optim.AdamW(m.parameters(), lr=2e-3)
 
-    def medssl_run(precision: str) -> float:
+    def medssl_run(precision: str) -> tuple[float, float]:
         model, opt = model_and_opt()
         gen = torch.Generator(device=device).manual_seed(0)
         cfg = preset("simclr-xray")
         perm = torch.randperm(len(images), generator=gen, device=device)
-        times = []
+        times, data = [], []
         for i in range(steps + 2):
             _sync(device)
             t = time.perf_counter()
             idx = perm[(i * batch) % (len(images) - batch) :][:batch]
             v1, v2 = two_views(to_float(images[idx]), cfg, gen)
+            _sync(device)
+            data.append(time.perf_counter() - t)
             with autocast(device, precision):
                 z = model(torch.cat([v1, v2]))
             loss = nt_xent(z[:batch].float(), z[batch:].float(), 0.2)
@@ -149,9 +151,9 @@ def bench_ssl(arrays, device, repeats, steps=8, batch=256) -> list[dict]:
             _sync(device)
             if i >= 2:
                 times.append(time.perf_counter() - t)
-        return 2 * batch / statistics.median(times)
+        return 2 * batch / statistics.median(times), statistics.median(data[2:])
 
-    def lightly_run(workers: int) -> float:
+    def lightly_run(workers: int) -> tuple[float, float]:
         model, opt = model_and_opt()
         tf = SimCLRTransform(
             input_size=28,
@@ -179,7 +181,7 @@ def bench_ssl(arrays, device, repeats, steps=8, batch=256) -> list[dict]:
         )
         criterion = NTXentLoss(temperature=0.2)
         it = iter(loader)
-        times = []
+        times, data = [], []
         for i in range(steps + 2):
             t = time.perf_counter()
             try:
@@ -189,6 +191,8 @@ def bench_ssl(arrays, device, repeats, steps=8, batch=256) -> list[dict]:
                 v1, v2 = next(it)
             v1 = v1.to(device, non_blocking=True)
             v2 = v2.to(device, non_blocking=True)
+            _sync(device)
+            data.append(time.perf_counter() - t)
             z = model(torch.cat([v1, v2]))
             loss = criterion(z[:batch], z[batch:])
             opt.zero_grad(set_to_none=True)
@@ -197,7 +201,7 @@ def bench_ssl(arrays, device, repeats, steps=8, batch=256) -> list[dict]:
             _sync(device)
             if i >= 2:
                 times.append(time.perf_counter() - t)
-        return 2 * batch / statistics.median(times)
+        return 2 * batch / statistics.median(times), statistics.median(data[2:])
 
     auto = resolve_precision("auto", device)
     rows = [
@@ -209,8 +213,19 @@ def bench_ssl(arrays, device, repeats, steps=8, batch=256) -> list[dict]:
         rows.append((f"medssl, precision auto ({auto})", medssl_run, "auto"))
     out = []
     for name, fn, arg in rows:
-        v = statistics.median(fn(arg) for _ in range(repeats))
-        out.append({"pipeline": name, "views_per_s": v})
+        runs = [fn(arg) for _ in range(repeats)]
+        v = statistics.median(r[0] for r in runs)
+        views_ms = 1000 * statistics.median(r[1] for r in runs)
+        step_ms = 1000 * 2 * batch / v  # profile: getting the views vs the whole step
+        out.append(
+            {
+                "pipeline": name,
+                "views_per_s": v,
+                "step_ms": step_ms,
+                "views_ms": views_ms,
+                "views_share": views_ms / step_ms,
+            }
+        )
     base = max(out[0]["views_per_s"], out[1]["views_per_s"])  # the better lightly setting
     for r in out:
         r["ratio_vs_best_lightly"] = r["views_per_s"] / base
@@ -375,10 +390,13 @@ def bench_stems(device, repeats) -> list[dict]:
             t = statistics.median(step_time(stem, precision, device, 128, repeats))
             row = {"stem": stem, "precision": precision, "img_per_s": 128 / t}
             for ds in ("breastmnist", "pneumoniamnist"):
-                f = Path("runs/stems") / f"{ds}-{stem}" / "metrics.json"
-                if f.is_file():
-                    m = json.loads(f.read_text())
-                    if m["precision"] == precision:
+                run = Path("runs/stems") / f"{ds}-{stem}"
+                if (run / "metrics.json").is_file():
+                    import yaml
+
+                    ran = yaml.safe_load((run / "config.yaml").read_text())["precision"]
+                    if ran == precision:
+                        m = json.loads((run / "metrics.json").read_text())
                         row[f"{ds}_test_auroc"] = m["test"]["auroc"]
             rows.append(row)
     return rows
@@ -471,13 +489,12 @@ def main() -> None:
         f"commit {commit}; median of {args.repeats} repeats"
     )
     print(header, flush=True)
-    results: dict = {
-        "date": str(date.today()),
-        "machine": machine(device),
-        "commit": commit,
-        "torch": torch.__version__,
-        "device": str(device),
-    }
+    out = Path(args.out)
+    tag = f"suite-{device.type}"
+    previous = out / f"{tag}.json"
+    # sections run earlier (on this machine) are kept; the ones run now replace theirs
+    results: dict = json.loads(previous.read_text()) if previous.is_file() else {}
+    results.setdefault("sections", {})
     sections = {
         "augment": (
             "Augmentation throughput (PneumoniaMNIST train, batch 256)",
@@ -503,18 +520,23 @@ def main() -> None:
             lambda: bench_stems(device, 5),
         ),
     }
-    md = [header, ""]
     for key in args.sections.split(","):
         title, fn = sections[key]
         t = time.perf_counter()
         rows = fn()
-        results[key] = rows
-        block = f"## {title}\n\n{_md_table(rows)}\n\n({time.perf_counter() - t:.0f} s)\n"
-        print(block, flush=True)
-        md.append(block)
-    out = Path(args.out)
+        results["sections"][key] = {
+            "title": title,
+            "header": header,
+            "seconds": time.perf_counter() - t,
+            "rows": rows,
+        }
+        print(f"## {title}\n\n{_md_table(rows)}\n", flush=True)
+    md = ["# medssl benchmark suite", ""]
+    for key in sections:
+        if key in results["sections"]:
+            sec = results["sections"][key]
+            md += [f"## {sec['title']}", "", sec["header"], "", _md_table(sec["rows"]), ""]
     out.mkdir(parents=True, exist_ok=True)
-    tag = f"suite-{device.type}"
     (out / f"{tag}.md").write_text("\n".join(md))
     (out / f"{tag}.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out / tag}.md and .json")
