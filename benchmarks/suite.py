@@ -519,7 +519,15 @@ def main() -> None:
             "runs/stems (seed 0, where that run used this precision)",
             lambda: bench_stems(device, 5),
         ),
+        "compile": (
+            "torch.compile vs eager: ResNet-18 imagenet stem, fp32 training step, batch 128 "
+            "(first step includes compilation)",
+            lambda: bench_compile(device, args.repeats),
+        ),
     }
+    unknown = set(args.sections.split(",")) - set(sections)
+    if unknown:
+        ap.error(f"unknown sections {sorted(unknown)}; known: {','.join(sections)}")
     for key in args.sections.split(","):
         title, fn = sections[key]
         t = time.perf_counter()
@@ -531,6 +539,10 @@ def main() -> None:
             "rows": rows,
         }
         print(f"## {title}\n\n{_md_table(rows)}\n", flush=True)
+        _write(out, tag, results, sections)  # after every section: a crash keeps the rest
+
+
+def _write(out: Path, tag: str, results: dict, sections: dict) -> None:
     md = ["# medssl benchmark suite", ""]
     for key in sections:
         if key in results["sections"]:
@@ -539,7 +551,6 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{tag}.md").write_text("\n".join(md))
     (out / f"{tag}.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out / tag}.md and .json")
 
 
 if __name__ == "__main__":
