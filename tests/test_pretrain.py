@@ -72,6 +72,8 @@ def test_pretrain_outputs_and_resume(tmp_path, data_root, monkeypatch):
     head, meta = read_model(out / "projection_head.safetensors")
     assert meta["kind"] == "projection_head" and head["net.3.weight"].shape == (128, 512)
     assert 0 <= full["knn_val_auroc_last"] <= 1
+    assert full["knn_few_labels"] == 50 and 0 <= full["knn_few_val_auroc_last"] <= 1
+    assert full["knn_few_val_auroc_init"] is not None
     # the monitor's starting point: the randomly initialised encoder, before any step
     torch.manual_seed(0)
     init_model = P.SimCLR("imagenet", (512, 512, 128))
@@ -145,6 +147,40 @@ def test_knn_scores_analytic():
     assert 0.5 < s[0] < 1 and 0 < s[1] < 0.5
 
 
+def test_few_label_banks_are_stratified_fixed_and_distinct():
+    targets = torch.tensor([0.0] * 147 + [1.0] * 399)  # BreastMNIST's train balance
+    banks = P.knn_few_label_banks(targets, 50)
+    assert len(banks) == P.KNN_FEW_SUBSETS
+    for b in banks:
+        assert len(b) == 50 and len(set(b.tolist())) == 50
+        assert 0 < int((targets[b] == 0).sum()) < 50  # both classes, in proportion (13 : 37)
+        assert int((targets[b] == 0).sum()) == round(50 / 546 * 147)
+    assert not torch.equal(banks[0], banks[1])  # different subsets ...
+    again = P.knn_few_label_banks(targets, 50)
+    assert all(torch.equal(a, b) for a, b in zip(banks, again, strict=True))  # ... every epoch
+    assert P.knn_few_label_banks(targets, 0) == [] and P.knn_few_label_banks(targets, 546) == []
+
+
+def test_knn_monitor_few_label_bank_is_the_mean_over_subsets(data_root, tmp_path):
+    torch.manual_seed(0)
+    enc = P.SimCLR("imagenet", (512, 512, 128)).encoder
+    splits = D.load_splits("breastmnist", data_root)
+    cfg = _cfg(tmp_path, "m", data_root, knn_labels=40)
+    m = P.knn_monitor(enc, splits, cfg, "fp32")
+    assert m["knn_few_labels"] == 40 and 0 <= m["knn_few_val_auroc"] <= 1
+    # written out: kNN over each bank's features, AUROC against val, then the mean
+    feats = P.extract_features(enc, splits["train"].images, 512, None, "fp32")
+    val = P.extract_features(enc, splits["val"].images, 512, None, "fp32")
+    y = splits["val"].targets.numpy()
+    expect = [
+        P.auroc(y, P.knn_scores(feats[b], splits["train"].targets[b], val, 20).double().numpy())
+        for b in P.knn_few_label_banks(splits["train"].targets, 40)
+    ]
+    assert m["knn_few_val_auroc"] == pytest.approx(sum(expect) / len(expect), abs=1e-9)
+    off = P.knn_monitor(enc, splits, _cfg(tmp_path, "o", data_root, knn_labels=0), "fp32")
+    assert "knn_few_val_auroc" not in off and off["knn_val_auroc"] == m["knn_val_auroc"]
+
+
 def test_projection_head_and_bad_options(tmp_path):
     g = ProjectionHead((512, 256, 64))
     assert g(torch.randn(4, 512)).shape == (4, 64)
@@ -154,6 +190,7 @@ def test_projection_head_and_bad_options(tmp_path):
         ({"proj_dims": "256,128"}, "proj-dims"),
         ({"augment": "x"}, "preset"),
         ({"epochs": 0}, "epochs"),
+        ({"knn_labels": -1}, "knn-labels"),
     ]:
         with pytest.raises(MedsslError, match=msg):
             P.PretrainConfig(**kw)

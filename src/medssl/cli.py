@@ -74,6 +74,11 @@ OPTIONS: dict[str, tuple[type, str]] = {
     "proj_dims": (str, "projection MLP sizes d,hidden...,k (d = 512)"),
     "knn_k": (int, "neighbours of the kNN monitor"),
     "knn_every": (int, "epochs between kNN monitor evaluations (0: never)"),
+    "knn_labels": (
+        int,
+        "labelled training images in the few-label kNN monitor's bank (stratified, mean of 3 "
+        "subsets; 0: off)",
+    ),
     "mlflow": (
         str,
         "also log to MLflow: a tracking URI, or a folder for a local file store "
@@ -133,6 +138,7 @@ PRETRAIN_KEYS = [
     "device",
     "knn_k",
     "knn_every",
+    "knn_labels",
     "eval_batch_size",
     "mlflow",
 ]
@@ -462,8 +468,14 @@ def _pretrain(args: argparse.Namespace) -> int:
         print(
             f"SimCLR {s['dataset']}: loss {s['first_loss']:.4f} -> {s['final_loss']:.4f}; "
             f"kNN val AUROC {_fmt(s.get('knn_val_auroc_init'))} (init) -> "
-            f"{_fmt(s['knn_val_auroc_first'])} (first check) -> {_fmt(s['knn_val_auroc_last'])}; "
-            f"{s['train_time_s']:.0f} s\nencoder: {s['encoder']}"
+            f"{_fmt(s['knn_val_auroc_first'])} (first check) -> {_fmt(s['knn_val_auroc_last'])}"
+            + (
+                f"; with {s['knn_few_labels']} labels "
+                f"{_fmt(s.get('knn_few_val_auroc_init'))} -> {_fmt(s['knn_few_val_auroc_last'])}"
+                if s.get("knn_few_labels")
+                else ""
+            )
+            + f"; {s['train_time_s']:.0f} s\nencoder: {s['encoder']}"
         )
     return 0
 

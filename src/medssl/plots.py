@@ -63,14 +63,20 @@ def _check_splits(targets_by_split: Mapping, values_by_split: Mapping, name: str
 
 
 def plot_learning_curves(
-    history: list[dict], path: str | os.PathLike[str], auroc_label: str = "validation AUROC"
+    history: list[dict],
+    path: str | os.PathLike[str],
+    auroc_label: str = "validation AUROC",
+    curve_labels: tuple[str, str] | None = None,
 ) -> Path:
     """Plot losses, validation AUROC and learning rate against epoch.
 
     Args:
         history: One row per epoch with keys ``epoch``, ``train_loss``, ``lr`` and optionally
-            ``val_loss`` / ``val_auroc`` (missing or None values are skipped).
+            ``val_loss`` / ``val_auroc`` / ``val_auroc_2`` (missing or None values are skipped).
         path: Output PNG path.
+        auroc_label: Title of the AUROC panel.
+        curve_labels: Legends of ``val_auroc`` and ``val_auroc_2``; given, the second curve is
+            drawn in the AUROC panel too.
 
     Returns:
         The written path.
@@ -84,6 +90,7 @@ def plot_learning_curves(
     train_loss = _column(history, "train_loss")
     val_loss = _column(history, "val_loss")
     val_auroc = _column(history, "val_auroc")
+    val_auroc_2 = _column(history, "val_auroc_2")
     lr = _column(history, "lr")
     has_auroc = bool(np.isfinite(val_auroc).any())
     has_lr = bool(np.isfinite(lr).any())
@@ -106,7 +113,13 @@ def plot_learning_curves(
     if has_auroc:
         ax = axes.pop(0)
         ok = np.isfinite(val_auroc)
-        ax.plot(epoch[ok], val_auroc[ok], marker="o", markersize=3, color="C1")
+        first, second = curve_labels or (None, None)
+        ax.plot(epoch[ok], val_auroc[ok], marker="o", markersize=3, color="C1", label=first)
+        ok2 = np.isfinite(val_auroc_2)
+        if second and ok2.any():
+            ax.plot(
+                epoch[ok2], val_auroc_2[ok2], marker="s", markersize=3, color="C4", label=second
+            )
         best = int(np.nanargmax(val_auroc))  # first maximum, as in "best by strict improvement"
         ax.axvline(epoch[best], color="0.6", linestyle="--", linewidth=1)
         ax.plot(
@@ -137,21 +150,37 @@ def plot_learning_curves(
 
 
 def plot_pretrain_curves(
-    history: list[dict], path: str | os.PathLike[str], knn_init: float | None = None
+    history: list[dict], path: str | os.PathLike[str], knn_init: float | dict | None = None
 ) -> Path:
-    """SimCLR curves: NT-Xent loss, kNN validation AUROC of the frozen encoder (with the
-    initial encoder's at epoch -1 when given), and LR."""
-    init = [] if knn_init is None else [{"epoch": -1, "val_auroc": knn_init}]
+    """SimCLR curves: NT-Xent loss, kNN validation AUROC of the frozen encoder with the full
+    and the few-label memory bank (the initial encoder's at epoch -1 when given), and LR.
+
+    ``knn_init`` is the initial encoder's full-bank AUROC, or a dict of its monitor keys."""
+    if isinstance(knn_init, dict):
+        init_row = {
+            "val_auroc": knn_init.get("knn_val_auroc"),
+            "val_auroc_2": knn_init.get("knn_few_val_auroc"),
+        }
+    else:
+        init_row = {"val_auroc": knn_init}
+    init = [] if knn_init is None else [{"epoch": -1} | init_row]
     rows = init + [
         {
             "epoch": r["epoch"],
             "train_loss": r["loss"],
             "val_auroc": r.get("knn_val_auroc"),
+            "val_auroc_2": r.get("knn_few_val_auroc"),
             "lr": r.get("lr"),
         }
         for r in history
     ]
-    return plot_learning_curves(rows, path, auroc_label="kNN validation AUROC")
+    few = [r["knn_few_labels"] for r in history if r.get("knn_few_labels")]
+    return plot_learning_curves(
+        rows,
+        path,
+        auroc_label="kNN validation AUROC",
+        curve_labels=("all training labels", f"{few[-1]} labels") if few else None,
+    )
 
 
 def plot_augmentation_grid(

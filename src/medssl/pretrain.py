@@ -72,6 +72,7 @@ class PretrainConfig:
     device: str = "auto"
     knn_k: int = 20
     knn_every: int = 1  # epochs between kNN monitor evaluations (0: never)
+    knn_labels: int = 50  # few-label kNN bank: labelled training images (0: off)
     eval_batch_size: int = 512
     download: bool = False
     verify_md5: bool = False
@@ -100,8 +101,10 @@ class PretrainConfig:
             )
         if self.precision not in ("auto", "fp32", "bf16"):
             raise MedsslError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
-        if self.weight_decay < 0 or self.warmup_epochs < 0 or self.knn_every < 0:
-            raise MedsslError("--weight-decay, --warmup-epochs, --knn-every must be >= 0")
+        if min(self.weight_decay, self.warmup_epochs, self.knn_every, self.knn_labels) < 0:
+            raise MedsslError(
+                "--weight-decay, --warmup-epochs, --knn-every, --knn-labels must be >= 0"
+            )
         self.projection_dims()
         self.augment_config()
 
@@ -196,7 +199,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
     """Run SimCLR pretraining; write encoder, projection head, history and plots to cfg.out.
 
     Run directory: config.yaml, knn_init.json (the kNN monitor of the initial encoder),
-    history.jsonl (loss, kNN val AUROC/accuracy, LR, time),
+    history.jsonl (loss, kNN val AUROC/accuracy with all and with few labels, LR, time),
     encoder.safetensors (+ .json), projection_head.safetensors, last.pt, loss_curve.png,
     pretrain.json (written last: marks a finished run).
     """
@@ -278,7 +281,13 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
             # The starting point of the monitor: the randomly initialised encoder's kNN score.
             init = knn_monitor(model.encoder, splits, cfg, precision)
             write_json(out / "knn_init.json", init)
-            tracker.scalars(0, {"knn/val_auroc_at_init": init["knn_val_auroc"]})
+            tracker.scalars(
+                0,
+                {
+                    "knn/val_auroc_at_init": init["knn_val_auroc"],
+                    "knn/few_label_val_auroc_at_init": init.get("knn_few_val_auroc", math.nan),
+                },
+            )
         bar = tqdm(
             range(start, cfg.epochs),
             desc=f"SimCLR {cfg.dataset}",
@@ -334,6 +343,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
                         "lr": lr,
                         "knn/val_auroc": row.get("knn_val_auroc", math.nan),
                         "knn/val_accuracy": row.get("knn_val_accuracy", math.nan),
+                        "knn/few_label_val_auroc": row.get("knn_few_val_auroc", math.nan),
                         "time/epoch_s": row["epoch_time_s"],
                     },
                 )
@@ -353,18 +363,48 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
     return summary
 
 
+KNN_FEW_SUBSETS = 3  # the few-label monitor averages over this many fixed label subsets
+
+
+def knn_few_label_banks(targets: torch.Tensor, n_labels: int) -> list[torch.Tensor]:
+    """The few-label kNN monitor's memory banks: KNN_FEW_SUBSETS stratified subsets of about
+    `n_labels` training examples (seeds 0, 1, ...; the same at every epoch, so the curve moves
+    only with the encoder). Empty when `n_labels` is 0 or not below the split's size."""
+    if n_labels <= 0 or n_labels >= len(targets):
+        return []
+    frac = max(n_labels, 2) / len(targets)
+    return [D.stratified_subset(targets, frac, seed) for seed in range(KNN_FEW_SUBSETS)]
+
+
 def knn_monitor(encoder: Encoder, splits: dict, cfg: PretrainConfig, precision: str) -> dict:
-    """kNN (cosine, k = cfg.knn_k) AUROC and accuracy on val from frozen train features."""
+    """kNN (cosine, k = cfg.knn_k) AUROC and accuracy on val from frozen train features.
+
+    Two memory banks: every training label (`knn_val_auroc`, `knn_val_accuracy`) and, when
+    cfg.knn_labels > 0, a few labels (`knn_few_val_auroc`: mean over KNN_FEW_SUBSETS stratified
+    subsets of cfg.knn_labels examples). With every label in the bank a random encoder's kNN is
+    near the ceiling on easy sets (PneumoniaMNIST); the few-label bank, like a low-label probe,
+    shows what the representation adds.
+    """
     tr = extract_features(
         encoder, splits["train"].images, cfg.eval_batch_size, cfg.resize, precision
     )
     va = extract_features(encoder, splits["val"].images, cfg.eval_batch_size, cfg.resize, precision)
-    scores = knn_scores(tr, splits["train"].targets, va, cfg.knn_k).double().cpu().numpy()
+    targets = splits["train"].targets
+    scores = knn_scores(tr, targets, va, cfg.knn_k).double().cpu().numpy()
     y = splits["val"].targets.cpu().numpy()
-    return {
+    out = {
         "knn_val_auroc": auroc(y, scores),
         "knn_val_accuracy": float(np.mean((scores >= 0.5) == (y == 1))),
     }
+    banks = knn_few_label_banks(targets.cpu(), cfg.knn_labels)
+    if banks:
+        few = [
+            auroc(y, knn_scores(tr[b], targets[b], va, cfg.knn_k).double().cpu().numpy())
+            for b in (bank.to(tr.device) for bank in banks)
+        ]
+        out["knn_few_val_auroc"] = float(np.mean(few))
+        out["knn_few_labels"] = len(banks[0])
+    return out
 
 
 def _save(model: SimCLR, opt, gen, epoch: int, history: list[dict], cfg, out: Path) -> None:
@@ -395,9 +435,10 @@ def _finish(cfg, history, out, n, world, precision, device) -> dict:
     from medssl import plots
 
     init_file = out / "knn_init.json"
-    init = json.loads(init_file.read_text())["knn_val_auroc"] if init_file.is_file() else None
-    plots.plot_pretrain_curves(history, out / "loss_curve.png", knn_init=init)
+    init = json.loads(init_file.read_text()) if init_file.is_file() else {}
+    plots.plot_pretrain_curves(history, out / "loss_curve.png", knn_init=init or None)
     knn = [r["knn_val_auroc"] for r in history if "knn_val_auroc" in r]
+    few = [r["knn_few_val_auroc"] for r in history if "knn_few_val_auroc" in r]
     summary = {
         "dataset": cfg.dataset,
         "objective": "simclr",
@@ -408,9 +449,15 @@ def _finish(cfg, history, out, n, world, precision, device) -> dict:
         "precision": precision,
         "final_loss": history[-1]["loss"] if history else None,
         "first_loss": history[0]["loss"] if history else None,
-        "knn_val_auroc_init": init,  # the randomly initialised encoder, before any step
+        "knn_val_auroc_init": init.get("knn_val_auroc"),  # the random encoder, before any step
         "knn_val_auroc_first": knn[0] if knn else None,
         "knn_val_auroc_last": knn[-1] if knn else None,
+        "knn_few_labels": next(
+            (r["knn_few_labels"] for r in history if "knn_few_labels" in r), None
+        ),
+        "knn_few_val_auroc_init": init.get("knn_few_val_auroc"),
+        "knn_few_val_auroc_first": few[0] if few else None,
+        "knn_few_val_auroc_last": few[-1] if few else None,
         "train_time_s": sum(r["epoch_time_s"] for r in history),
         "encoder": str(out / "encoder.safetensors"),
     }

@@ -130,7 +130,16 @@ def write_reports(out: Path, summary: dict) -> None:
         f"images; NT-Xent {num(pre['first_loss'])} → {num(pre['final_loss'])}; kNN "
         f"validation AUROC {num(pre.get('knn_val_auroc_init'))} (random init) → "
         f"{num(pre['knn_val_auroc_first'])} (first check) → "
-        f"{num(pre['knn_val_auroc_last'])} (last); {pre['train_time_s']:.0f} s."
+        f"{num(pre['knn_val_auroc_last'])} (last)"
+        + (
+            f"; with a bank of {pre['knn_few_labels']} labels "
+            f"{num(pre.get('knn_few_val_auroc_init'))} (random init) → "
+            f"{num(pre.get('knn_few_val_auroc_first'))} (first check) → "
+            f"{num(pre.get('knn_few_val_auroc_last'))} (last)"
+            if pre.get("knn_few_labels")
+            else ""
+        )
+        + f"; {pre['train_time_s']:.0f} s."
     )
 
     parts = [
