@@ -89,6 +89,23 @@ def test_operating_points_meet_their_constraints():
     assert r["ppv"] == 0.5 and r["npv"] == 0.5
 
 
+def test_operating_point_targets_are_checked_on_test():
+    from medssl.operating_points import operating_points, target_on_test
+
+    y, z = _data(n=500)
+    same = operating_points(y, z, y, z)  # test = validation: every target holds
+    assert same["sensitivity>=0.9"]["target"]["met_on_test"] is True
+    assert target_on_test(same["fpr<=0.1"]) == "met" and target_on_test(same["youden"]) == ""
+    # Test scores shifted up by 1: the validation thresholds now call far more positives.
+    shifted = operating_points(y, z, y, z + 1.0)
+    op = shifted["fpr<=0.1"]
+    fpr = 1 - op["test"]["specificity"]
+    assert fpr > 0.1 and op["target"]["met_on_test"] is False
+    assert target_on_test(op) == f"missed: test FPR {fpr:.3f}"
+    down = operating_points(y, z, y, z - 1.0)["sensitivity>=0.9"]
+    assert down["test"]["sensitivity"] < 0.9 and target_on_test(down).startswith("missed")
+
+
 def test_evaluate_run_on_a_real_run(tmp_path, data_root):
     from medssl.train import TrainConfig, train
 
@@ -116,6 +133,7 @@ def test_evaluate_run_on_a_real_run(tmp_path, data_root):
     ):
         assert (tmp_path / "r" / f).stat().st_size > 0
     assert "malignant" in (tmp_path / "r" / "evaluation.md").read_text()
+    assert "target on test" in (tmp_path / "r" / "evaluation.md").read_text()
     rows = r["robustness"]
     assert len(rows) == 1 + 3 * len(SHIFTS)
     # Re-predicting the clean test images reproduces the saved predictions' AUROC exactly.

@@ -18,7 +18,7 @@ from medssl.errors import MedsslError
 from medssl.metrics import auroc, average_precision, balanced_accuracy, bootstrap_ci
 from medssl.metrics import expected_calibration_error as ece
 from medssl.models import Classifier, read_model
-from medssl.operating_points import operating_points
+from medssl.operating_points import operating_points, target_on_test
 from medssl.robustness import robustness_suite
 from medssl.rundir import read_yaml, write_json, write_text
 
@@ -223,15 +223,16 @@ def format_evaluation(r: dict, pos_name: str) -> str:
         "",
         "Operating points (threshold on the logit, chosen on validation, shown on test):",
         "",
-        "| rule | threshold | sensitivity | specificity | PPV | NPV | TP FP FN TN |",
-        "|---|---|---|---|---|---|---|",
+        "| rule | threshold | sensitivity | specificity | PPV | NPV | TP FP FN TN "
+        "| target on test |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, op in r["operating_points"].items():
         o = op["test"]
         lines.append(
             f"| {name} | {o['threshold']:.3f} | {o['sensitivity']:.3f} | "
             f"{o['specificity']:.3f} | {o['ppv']:.3f} | {o['npv']:.3f} | "
-            f"{o['tp']} {o['fp']} {o['fn']} {o['tn']} |"
+            f"{o['tp']} {o['fp']} {o['fn']} {o['tn']} | {target_on_test(op)} |"
         )
     if "robustness" in r:
         lines += [

@@ -66,7 +66,11 @@ def operating_points(
     target_sensitivity: float = 0.9,
     target_fpr: float = 0.1,
 ) -> dict:
-    """Choose each rule's threshold on validation and report it on validation and test."""
+    """Choose each rule's threshold on validation and report it on validation and test.
+
+    Rules with a target also record whether the target still holds on test
+    (``target``: metric, value, ``met_on_test``): a threshold fitted on validation can miss it
+    on a test split that is distributed differently."""
     rules = {
         f"sensitivity>={target_sensitivity:g}": ("sensitivity", target_sensitivity),
         f"fpr<={target_fpr:g}": ("fpr", target_fpr),
@@ -75,8 +79,25 @@ def operating_points(
     out = {}
     for name, (rule, target) in rules.items():
         t = choose_threshold(val_targets, val_scores, rule, target)
-        out[name] = {
-            "val": rates_at(val_targets, val_scores, t),
-            "test": rates_at(test_targets, test_scores, t),
-        }
+        test = rates_at(test_targets, test_scores, t)
+        out[name] = {"val": rates_at(val_targets, val_scores, t), "test": test}
+        if rule == "sensitivity":
+            met = test["sensitivity"] >= target
+            out[name]["target"] = {"metric": "sensitivity", "value": target, "met_on_test": met}
+        elif rule == "fpr":
+            met = 1 - test["specificity"] <= target
+            out[name]["target"] = {"metric": "fpr", "value": target, "met_on_test": met}
     return out
+
+
+def target_on_test(op: dict) -> str:
+    """'met', 'missed: test FPR 0.363' or '' (no target) for one operating point's entry."""
+    target = op.get("target")
+    if target is None:
+        return ""
+    if target["met_on_test"]:
+        return "met"
+    test = op["test"]
+    value = test["sensitivity"] if target["metric"] == "sensitivity" else 1 - test["specificity"]
+    name = "sensitivity" if target["metric"] == "sensitivity" else "FPR"
+    return f"missed: test {name} {value:.3f}"

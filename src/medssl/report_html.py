@@ -8,6 +8,7 @@ import html
 import json
 from pathlib import Path
 
+from medssl.operating_points import target_on_test
 from medssl.rundir import write_text
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
@@ -201,6 +202,7 @@ def write_reports(out: Path, summary: dict) -> None:
                 f"{o['test']['specificity']:.3f}",
                 f"{o['test']['ppv']:.3f}",
                 f"{o['test']['npv']:.3f}",
+                target_on_test(o),
             ]
             for rule, o in ev["operating_points"].items()
         ]
@@ -212,6 +214,7 @@ def write_reports(out: Path, summary: dict) -> None:
                 "specificity",
                 "PPV",
                 "NPV",
+                "target on test",
             ],
             op_rows,
         )
