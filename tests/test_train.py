@@ -103,12 +103,15 @@ def test_same_seed_same_numbers_and_resume_is_exact(tmp_path, data_root, monkeyp
         T.train(_cfg(tmp_path, "c", **kw), log=quiet)
     assert not (tmp_path / "c" / "metrics.json").exists()
     assert not (tmp_path / "c" / ".lock").exists()
+    assert (tmp_path / "c" / "last.pt").is_file()  # the interrupted run keeps its resume state
     monkeypatch.setattr(T, "lr_factor", real)
     with pytest.raises(MedsslError, match="options differ"):
         T.train(_cfg(tmp_path, "c", **{**kw, "lr": 0.5}), resume=True, log=quiet)
     c = T.train(_cfg(tmp_path, "c", **kw), resume=True, log=quiet)
     assert c["test"] == a["test"]
     assert (tmp_path / "c" / "predictions.csv").read_text() == pa
+    assert not (tmp_path / "c" / "last.pt").exists()  # finished: resume state removed
+    assert T.train(_cfg(tmp_path, "c", **kw), resume=True, log=quiet)["test"] == a["test"]
     with pytest.raises(MedsslError, match="finished run"):
         T.train(_cfg(tmp_path, "c", **kw), log=quiet)
 

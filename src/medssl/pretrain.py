@@ -35,6 +35,7 @@ from medssl.models import STEMS, Encoder, ProjectionHead, metadata, save_model
 from medssl.rundir import (
     atomic_path,
     config_from_dict,
+    drop_resume_state,
     read_history,
     resume_state,
     run_lock,
@@ -200,8 +201,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
 
     Run directory: config.yaml, knn_init.json (the kNN monitor of the initial encoder),
     history.jsonl (loss, kNN val AUROC/accuracy with all and with few labels, LR, time),
-    encoder.safetensors (+ .json), projection_head.safetensors, last.pt, loss_curve.png,
-    pretrain.json (written last: marks a finished run).
+    encoder.safetensors (+ .json), projection_head.safetensors, loss_curve.png, last.pt (resume
+    state, removed once the run finishes), pretrain.json (written last: marks a finished run).
     """
     out = Path(cfg.out)
     device = resolve_device(cfg.device)
@@ -356,6 +357,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
         summary = {}
         if rank == 0:
             summary = _finish(cfg, history, out, n, world, precision, str(device))
+            drop_resume_state(out)
             tracker.figure("figures/loss_curve", out / "loss_curve.png")
             tracker.artifact(out / "pretrain.json")
     if world > 1:

@@ -28,6 +28,7 @@ from medssl.rundir import (
     atomic_path,
     checkpoint_epoch,
     config_from_dict,
+    drop_resume_state,
     read_history,
     resume_state,
     run_lock,
@@ -276,8 +277,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     """Run one supervised training and write the run directory. Returns metrics.json's dict.
 
     Run directory: config.yaml, history.jsonl, train_indices.csv, best.safetensors (+ .json),
-    last.pt (resume state), metrics.json, predictions.csv, learning_curves.png,
-    reliability.png, roc.png.
+    last.pt (resume state, removed once metrics.json is written), metrics.json, predictions.csv,
+    learning_curves.png, reliability.png, roc.png.
     """
     from medssl import plots
 
@@ -538,5 +539,6 @@ def _finish(cfg, model, splits, positive, pos_name, out, result, plots, tracker)
     for name in ("learning_curves", "reliability", "roc"):
         tracker.figure(f"figures/{name}", out / f"{name}.png")
     write_json(out / "metrics.json", metrics)  # written last: its presence marks a finished run
+    drop_resume_state(out)
     tracker.artifact(out / "metrics.json")
     return metrics
