@@ -69,8 +69,8 @@ def operating_points(
     """Choose each rule's threshold on validation and report it on validation and test.
 
     Rules with a target also record whether the target still holds on test
-    (``target``: metric, value, ``met_on_test``): a threshold fitted on validation can miss it
-    on a test split that is distributed differently."""
+    (``target``: metric, value, test_value, ``met_on_test``): a threshold fitted on validation
+    can miss it on a test split that is distributed differently."""
     rules = {
         f"sensitivity>={target_sensitivity:g}": ("sensitivity", target_sensitivity),
         f"fpr<={target_fpr:g}": ("fpr", target_fpr),
@@ -81,12 +81,15 @@ def operating_points(
         t = choose_threshold(val_targets, val_scores, rule, target)
         test = rates_at(test_targets, test_scores, t)
         out[name] = {"val": rates_at(val_targets, val_scores, t), "test": test}
-        if rule == "sensitivity":
-            met = test["sensitivity"] >= target
-            out[name]["target"] = {"metric": "sensitivity", "value": target, "met_on_test": met}
-        elif rule == "fpr":
-            met = 1 - test["specificity"] <= target
-            out[name]["target"] = {"metric": "fpr", "value": target, "met_on_test": met}
+        if target is not None:  # rule is the metric: "sensitivity" or "fpr"
+            value = test["sensitivity"] if rule == "sensitivity" else 1 - test["specificity"]
+            met = value >= target if rule == "sensitivity" else value <= target
+            out[name]["target"] = {
+                "metric": rule,
+                "value": target,
+                "test_value": value,
+                "met_on_test": met,
+            }
     return out
 
 
@@ -97,7 +100,5 @@ def target_on_test(op: dict) -> str:
         return ""
     if target["met_on_test"]:
         return "met"
-    test = op["test"]
-    value = test["sensitivity"] if target["metric"] == "sensitivity" else 1 - test["specificity"]
-    name = "sensitivity" if target["metric"] == "sensitivity" else "FPR"
-    return f"missed: test {name} {value:.3f}"
+    name = "FPR" if target["metric"] == "fpr" else target["metric"]
+    return f"missed: test {name} {target['test_value']:.3f}"

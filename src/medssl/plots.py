@@ -150,20 +150,20 @@ def plot_learning_curves(
 
 
 def plot_pretrain_curves(
-    history: list[dict], path: str | os.PathLike[str], knn_init: float | dict | None = None
+    history: list[dict], path: str | os.PathLike[str], knn_init: dict | None = None
 ) -> Path:
     """SimCLR curves: NT-Xent loss, kNN validation AUROC of the frozen encoder with the full
-    and the few-label memory bank (the initial encoder's at epoch -1 when given), and LR.
-
-    ``knn_init`` is the initial encoder's full-bank AUROC, or a dict of its monitor keys."""
-    if isinstance(knn_init, dict):
-        init_row = {
-            "val_auroc": knn_init.get("knn_val_auroc"),
-            "val_auroc_2": knn_init.get("knn_few_val_auroc"),
-        }
-    else:
-        init_row = {"val_auroc": knn_init}
-    init = [] if knn_init is None else [{"epoch": -1} | init_row]
+    and the few-label memory bank (the initial encoder's, `knn_init.json`'s keys, at epoch -1
+    when given), and LR."""
+    init = []
+    if knn_init:
+        init = [
+            {
+                "epoch": -1,
+                "val_auroc": knn_init.get("knn_val_auroc"),
+                "val_auroc_2": knn_init.get("knn_few_val_auroc"),
+            }
+        ]
     rows = init + [
         {
             "epoch": r["epoch"],

@@ -438,7 +438,7 @@ def _finish(cfg, history, out, n, world, precision, device) -> dict:
 
     init_file = out / "knn_init.json"
     init = json.loads(init_file.read_text()) if init_file.is_file() else {}
-    plots.plot_pretrain_curves(history, out / "loss_curve.png", knn_init=init or None)
+    plots.plot_pretrain_curves(history, out / "loss_curve.png", knn_init=init)
     knn = [r["knn_val_auroc"] for r in history if "knn_val_auroc" in r]
     few = [r["knn_few_val_auroc"] for r in history if "knn_few_val_auroc" in r]
     summary = {
