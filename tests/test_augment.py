@@ -11,6 +11,7 @@ from medssl.augment import (
     apply_affine,
     augment,
     preset,
+    resolve,
     sample_affine,
     to_float,
 )
@@ -107,6 +108,18 @@ def test_bad_configs_raise():
         AugmentConfig.from_dict({"rotate": 3})
     assert set(PRESETS) >= {"none", "light"}
     assert math.isfinite(PRESETS["light"].rotation)
+
+
+def test_resolve_replaces_only_the_named_fields():
+    light = preset("light")
+    assert resolve("light") == light and resolve("light", None) == light
+    got = resolve("light", {"rotation": 0.0, "hflip": 0.0})
+    assert (got.rotation, got.hflip) == (0.0, 0.0)
+    assert got.crop_area == light.crop_area and got.brightness == light.brightness
+    with pytest.raises(MedsslError, match="unknown"):
+        resolve("light", {"rotate": 3})
+    with pytest.raises(MedsslError, match="must be a mapping"):
+        resolve("light", ["rotation"])
 
 
 def test_gaussian_blur_masks_and_matches_the_kernel():

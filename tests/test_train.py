@@ -245,3 +245,21 @@ def test_every_subcommand_has_a_handler_and_help():
     for name in sub.choices:
         r = _cli(name, "--help")
         assert r.returncode == 0 and "usage: medssl " + name in r.stdout
+
+
+def test_resolve_device_checks_names_and_turns_on_cudnn_autotuning(monkeypatch):
+    assert T.resolve_device("cpu") == torch.device("cpu")
+    for bad in ("tpu", "banana", "meta"):
+        with pytest.raises(MedsslError, match="--device must be auto, cpu, cuda or cuda:N"):
+            T.resolve_device(bad)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(MedsslError, match="no CUDA device"):
+        T.resolve_device("cuda")
+    assert T.resolve_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    with pytest.raises(MedsslError, match="only 1 CUDA device"):
+        T.resolve_device("cuda:3")
+    assert T.resolve_device("cuda:0") == torch.device("cuda", 0)
+    assert torch.backends.cudnn.benchmark is True

@@ -119,6 +119,13 @@ def preset(name: str) -> AugmentConfig:
         ) from None
 
 
+def resolve(name: str, overrides: dict | None = None) -> AugmentConfig:
+    """A named preset with some of its fields replaced (unknown fields are a clear error)."""
+    if not isinstance(overrides or {}, dict):
+        raise MedsslError(f"augment overrides must be a mapping of fields, got {overrides!r}")
+    return AugmentConfig.from_dict(preset(name).to_dict() | (overrides or {}))
+
+
 def to_float(images: torch.Tensor, size: int | None = None) -> torch.Tensor:
     """uint8 (B, C, H, W) -> float32 in [0, 1], optionally resized on the device to `size`."""
     x = images.float().div_(255.0)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from medssl import data as D
-from medssl.augment import MODALITY_PRESETS, AugmentConfig, preset, to_float, two_views
+from medssl.augment import MODALITY_PRESETS, AugmentConfig, resolve, to_float, two_views
 from medssl.errors import MedsslError
 from medssl.losses import nt_xent
 from medssl.metrics import auroc
@@ -124,9 +124,7 @@ class PretrainConfig:
         return dims
 
     def augment_config(self) -> AugmentConfig:
-        base = preset(self.augment).to_dict()
-        base.update(self.augment_overrides)
-        return AugmentConfig.from_dict(base)
+        return resolve(self.augment, self.augment_overrides)
 
     def to_dict(self) -> dict:
         return asdict(self)

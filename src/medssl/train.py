@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from medssl import data as D
-from medssl.augment import AugmentConfig, augment, preset, to_float
+from medssl.augment import AugmentConfig, augment, resolve, to_float
 from medssl.errors import MedsslError
 from medssl.losses import bce, class_weights, weighted_bce
 from medssl.metrics import binary_metrics
@@ -126,9 +126,7 @@ class TrainConfig:
         self.augment_config()  # validates preset and overrides
 
     def augment_config(self) -> AugmentConfig:
-        base = preset(self.augment).to_dict()
-        base.update(self.augment_overrides)
-        return AugmentConfig.from_dict(base)
+        return resolve(self.augment, self.augment_overrides)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -139,12 +137,27 @@ class TrainConfig:
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda if available else cpu; otherwise the named device, checked."""
+    """'auto' -> cuda if available else cpu; otherwise the named device, checked.
+
+    On CUDA, cuDNN autotuning is switched on: the input shape is fixed for a run, so the first
+    steps pick the fastest convolution kernels (CPU runs, the determinism contract, are unaffected).
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise MedsslError("--device cuda requested but no CUDA device is available")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise MedsslError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise MedsslError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise MedsslError("--device cuda requested but no CUDA device is available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise MedsslError(
+                f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible"
+            )
+        torch.backends.cudnn.benchmark = True
     return dev
 
 
