@@ -338,6 +338,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
+    pr = sub.add_parser(
+        "predict",
+        help="score new images with a trained classifier run",
+        description="Apply a finished `medssl train` run's best model to new images: image "
+        "files (PNG, JPEG, BMP, TIFF), folders of them, .npy arrays or .npz files "
+        "(FILE.npz:KEY picks an array, e.g. pneumoniamnist.npz:test_images). Images are read "
+        "in the classifier's channels and resized (bicubic) to the run's size. Writes a CSV "
+        "with the logit and probability of the positive class per image; after `medssl "
+        "evaluate`, also the temperature-scaled probability and the decision at each operating "
+        "point chosen on validation.",
+    )
+    pr.add_argument("run_dir", help="a finished `medssl train` run directory")
+    pr.add_argument("inputs", nargs="+", help="image files, folders, .npy or .npz[:KEY] files")
+    pr.add_argument(
+        "--out", default="predictions-new.csv", help="CSV to write [default: %(default)s]"
+    )
+    pr.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N [default: auto]")
+    pr.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
     c = sub.add_parser(
         "compare",
         help="table of finished runs (mean ± std over seeds of one recipe)",
@@ -357,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
         '"${fpath[1]}/_medssl"`.',
     )
     sc.add_argument("shell", choices=["bash", "zsh", "tcsh"], help="the shell")
-    for name in ("augment-preview", "data", "evaluate", "compare"):
+    for name in ("augment-preview", "data", "evaluate", "predict", "compare"):
         sub.choices[name].add_argument(
             "--config", help="YAML file of these options (command-line options override)"
         )
@@ -610,6 +629,32 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    import json
+    from collections import Counter
+    from pathlib import Path
+
+    from medssl.predict import predict_run
+
+    rows = predict_run(args.run_dir, args.inputs, args.out, args.device)
+    rules = [k for k in rows[0] if k.startswith("decision_")]
+    metrics = json.loads((Path(args.run_dir) / "metrics.json").read_text())
+    pos = metrics["positive_class"]
+    print(
+        f"{len(rows)} images scored by {args.run_dir} (positive class: label {pos['label']}, "
+        f"{pos['name']}); wrote {args.out}"
+    )
+    for rule in rules:
+        counts = Counter(r[rule] for r in rows)
+        called = ", ".join(f"{name}: {n}" for name, n in sorted(counts.items()))
+        print(f"  {rule.removeprefix('decision_'):<22} {called}")
+    if "probability_calibrated" not in rows[0]:
+        print(
+            "  (run `medssl evaluate` on the run for calibrated probabilities and operating points)"
+        )
+    return 0
+
+
 def _compare(args: argparse.Namespace) -> int:
     from medssl.report import compare_table, load_runs
 
@@ -649,6 +694,7 @@ COMMANDS = {
     "probe": _probe,
     "augment-preview": _augment_preview,
     "evaluate": _evaluate,
+    "predict": _predict,
     "compare": _compare,
     "completion": _completion,
 }
