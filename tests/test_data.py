@@ -95,6 +95,16 @@ def test_corrupt_and_invalid_files(tmp_path):
     np.savez(path, **del_keys)
     with pytest.raises(MedsslError, match="test"):
         D.load_splits("breastmnist", tmp_path)
+    _write_npz(path, train_labels=np.zeros((20, 1), dtype=np.uint8))
+    with pytest.raises(MedsslError, match="one class only"):
+        D.load_splits("breastmnist", tmp_path)
+    _write_npz(
+        path,
+        val_images=np.zeros((0, 28, 28), dtype=np.uint8),
+        val_labels=np.zeros((0, 1), dtype=np.uint8),
+    )
+    with pytest.raises(MedsslError, match="val split is empty"):
+        D.load_splits("breastmnist", tmp_path)
     _write_npz(path)
     with pytest.raises(MedsslError, match="MD5"):
         D.load_splits("breastmnist", tmp_path, verify_md5=True)

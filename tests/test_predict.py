@@ -90,6 +90,7 @@ def test_after_evaluate_calibrated_probabilities_and_operating_points(run, data_
         (lambda d: (d / "empty").mkdir() or d / "empty", "no image files"),
         (lambda d: (d / "bad.png").write_bytes(b"not a png") and d / "bad.png", "not a readable"),
         (lambda d: np.save(d / "f.npy", np.zeros((2, 28, 28))) or d / "f.npy", "uint8"),
+        (lambda d: (d / "t.npz").write_bytes(b"PK\x03\x04trunc") and d / "t.npz", "not a readable"),
         (
             lambda d: np.save(d / "s.npy", np.zeros((2, 3, 4, 5), np.uint8)) or d / "s.npy",
             "expected images",

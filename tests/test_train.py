@@ -204,13 +204,17 @@ def _cli(*args, **kw):
     )
 
 
-def test_cli_errors_are_one_line_and_nonzero(tmp_path):
+def test_cli_errors_are_one_line_and_nonzero(tmp_path, data_root):
     r = _cli("train", "--data-root", str(tmp_path), "--out", str(tmp_path / "r"))
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "file not found" in r.stderr
     assert not (tmp_path / "r").exists()  # nothing half-written
     r = _cli("train", "--label-fraction", "2", "--out", str(tmp_path / "r"))
     assert r.returncode == 2 and "label-fraction" in r.stderr
+    (tmp_path / "afile").write_text("x")  # --out that is a file: one line, not a traceback
+    r = _cli("train", "--data-root", str(data_root), "--out", str(tmp_path / "afile"))
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0, r.stderr
+    assert "File exists" in r.stderr
     r = _cli("--version")
     assert r.returncode == 0 and r.stdout.startswith("medssl ")
 

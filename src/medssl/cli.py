@@ -710,6 +710,12 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"medssl: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # an --out that is a file, unwritable, on a full disk ...
+        if "--debug" in (sys.argv[1:] if argv is None else argv):
+            traceback.print_exc()
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"medssl: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         hint = {
             "train": "rerun with --resume to continue",

@@ -166,14 +166,16 @@ def _validate(
         raise MedsslError(f"{where}_images has shape {images.shape}, expected (N, {size}, {size})")
     if images.dtype != np.uint8:
         raise MedsslError(f"{where}_images has dtype {images.dtype}, expected uint8")
+    if len(images) == 0 or len(labels) == 0:
+        raise MedsslError(f"{where} split is empty")
     labels = labels.reshape(len(labels), -1)
     if labels.shape != (len(images), 1):
         raise MedsslError(f"{where}_labels has shape {labels.shape}, expected ({len(images)}, 1)")
-    if len(images) == 0:
-        raise MedsslError(f"{where} split is empty")
     values = np.unique(labels)
     if not np.all(np.isin(values, (0, 1))):
         raise MedsslError(f"{where}_labels are not binary: values {values.tolist()[:10]}")
+    if len(values) < 2:  # AUROC, balanced accuracy and the probes need both classes
+        raise MedsslError(f"{where}_labels hold one class only ({values.tolist()})")
     return images, labels[:, 0].astype(np.int64)
 
 

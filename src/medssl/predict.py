@@ -11,6 +11,7 @@ its operating points. Everything there was fitted on validation: predict applies
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,7 @@ def _array_images(path: Path, key: str | None) -> np.ndarray:
             if key not in keys:
                 raise MedsslError(f"{path}: no array {key!r} (keys: {keys})")
             return z[key]
-    except (OSError, ValueError, EOFError) as exc:  # zipfile.BadZipFile is an OSError too
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise MedsslError(f"{path}: not a readable NumPy file ({exc})") from None
 
 
