@@ -38,28 +38,27 @@ if command -v nvidia-smi >/dev/null; then
 fi
 python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'cuda', torch.version.cuda)"
 
-for step in "${@:-study suite}"; do
-  for s in $step; do
-    case "$s" in
-      study)
-        rm -rf /tmp/study-gpu
-        t0=$(date +%s.%N)
-        python3 -m medssl.cli study --dataset breastmnist --budget quick --device "$DEVICE" \
-          --out /tmp/study-gpu --no-progress | tee "$OUT/study-stdout.txt"
-        python3 -c "import sys; print(f'quick study wall time: {float(sys.argv[2]) - float(sys.argv[1]):.1f} s')" \
-          "$t0" "$(date +%s.%N)" | tee "$OUT/study-time.txt"
-        cp /tmp/study-gpu/summary.json "$OUT/study-summary.json"
-        cp /tmp/study-gpu/report.md "$OUT/study-report.md"
-        ;;
-      suite)
-        python3 benchmarks/suite.py --device "$DEVICE" --out "$OUT"
-        ;;
-      tests)
-        # mlflow (optional) and chromium (the report's browser test) are not on the image
-        python3 -m pytest -q -p no:cacheprovider -k "not mlflow and not renders_offline" 2>&1 \
-          | tee "$OUT/tests.txt" | tail -30
-        ;;
-      *) echo "gpu.sh: unknown step $s (study, suite, tests)" >&2; exit 2 ;;
-    esac
-  done
+steps=("$@")
+[[ $# -gt 0 ]] || steps=(study suite)
+for s in "${steps[@]}"; do
+  case "$s" in
+    study)
+      rm -rf /tmp/study-gpu
+      t0=$(date +%s%N)
+      python3 -m medssl.cli study --dataset breastmnist --budget quick --device "$DEVICE" \
+        --out /tmp/study-gpu --no-progress | tee "$OUT/study-stdout.txt"
+      echo "quick study wall time: $(( ($(date +%s%N) - t0) / 1000000 )) ms" | tee "$OUT/study-time.txt"
+      cp /tmp/study-gpu/summary.json "$OUT/study-summary.json"
+      cp /tmp/study-gpu/report.md "$OUT/study-report.md"
+      ;;
+    suite)
+      python3 benchmarks/suite.py --device "$DEVICE" --out "$OUT"
+      ;;
+    tests)
+      # mlflow (optional) and chromium (the report's browser test) are not on the image
+      python3 -m pytest -q -p no:cacheprovider -k "not mlflow and not renders_offline" 2>&1 \
+        | tee "$OUT/tests.txt" | tail -30
+      ;;
+    *) echo "gpu.sh: unknown step $s (study, suite, tests)" >&2; exit 2 ;;
+  esac
 done

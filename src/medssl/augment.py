@@ -121,9 +121,10 @@ def preset(name: str) -> AugmentConfig:
 
 def resolve(name: str, overrides: dict | None = None) -> AugmentConfig:
     """A named preset with some of its fields replaced (unknown fields are a clear error)."""
-    if not isinstance(overrides or {}, dict):
+    overrides = {} if overrides is None else overrides
+    if not isinstance(overrides, dict):
         raise MedsslError(f"augment overrides must be a mapping of fields, got {overrides!r}")
-    return AugmentConfig.from_dict(preset(name).to_dict() | (overrides or {}))
+    return AugmentConfig.from_dict(preset(name).to_dict() | overrides)
 
 
 def to_float(images: torch.Tensor, size: int | None = None) -> torch.Tensor:

@@ -705,16 +705,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)
         return COMMANDS[args.command](args)
-    except MedsslError as exc:
+    except (MedsslError, OSError) as exc:  # OSError: --out a file, unwritable, disk full...
         if "--debug" in (sys.argv[1:] if argv is None else argv):
             traceback.print_exc()
+        if isinstance(exc, OSError) and exc.strerror:
+            exc = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
         print(f"medssl: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # an --out that is a file, unwritable, on a full disk ...
-        if "--debug" in (sys.argv[1:] if argv is None else argv):
-            traceback.print_exc()
-        where = f": {exc.filename}" if exc.filename else ""
-        print(f"medssl: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         hint = {

@@ -11,6 +11,7 @@ its operating points. Everything there was fitted on validation: predict applies
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -135,8 +136,6 @@ def predict_run(
     temperature = None
     evaluation = run_dir / "evaluation.json"
     if evaluation.is_file():
-        import json
-
         ev = json.loads(evaluation.read_text())
         temperature = float(ev["temperature"])
         for rule, op in ev["operating_points"].items():
