@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 from medssl import data as D
+from medssl.artifacts import read_yaml, write_json
 from medssl.pretrain import PretrainConfig, SimCLR, knn_monitor
-from medssl.rundir import read_yaml, write_json
 from medssl.train import resolve_device, resolve_precision
 
 

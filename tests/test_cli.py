@@ -63,7 +63,7 @@ def test_config_of_another_command_and_unknown_keys_are_refused(tmp_path):
     r = _cli("train", "--config", cfg, "--print-config")
     assert r.returncode == 2 and "unknown train options ['learning_rate']" in r.stderr
     r = _cli("evaluate", "x", "--config", tmp_path / "missing.yaml")
-    assert r.returncode == 2 and "cannot read YAML" in r.stderr
+    assert r.returncode == 2 and "missing.yaml: YAML file not found" in r.stderr
 
 
 def test_saved_run_config_reproduces_the_run(tmp_path, data_root):
@@ -116,7 +116,10 @@ def test_config_for_the_other_commands(tmp_path, data_root):
     assert resolved["budget"] == "full" and resolved["dataset"] == "pneumoniamnist"
     cfg.write_text("n_bootstrap: 0\n")
     r = _cli("evaluate", tmp_path, "--config", cfg)
-    assert r.returncode == 2 and "--n-bootstrap >= 1" in r.stderr
+    assert (
+        r.returncode == 2
+        and "data.yaml: n_bootstrap: input should be greater than or equal to 1" in r.stderr
+    )
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh"])
@@ -138,7 +141,7 @@ def test_shell_completion(shell, tmp_path):
 
 def test_data_command_refuses_bad_size_and_differing_md5(tmp_path, data_root):
     r = _cli("data", "--size", "32")
-    assert r.returncode == 2 and "--size must be one of" in r.stderr
+    assert r.returncode == 2 and "--size: must be one of" in r.stderr
     assert r.stderr.count("\n") == 1
     import numpy as np
 
@@ -146,3 +149,46 @@ def test_data_command_refuses_bad_size_and_differing_md5(tmp_path, data_root):
         np.savez(tmp_path / "breastmnist.npz", **{k: f[k] for k in f.files})
     r = _cli("data", "--dataset", "breastmnist", "--data-root", tmp_path)
     assert r.returncode == 2 and "MD5 differs" in r.stderr and "DIFFERS" in r.stdout
+
+
+def test_docs_option_tables_match_the_declarations():
+    """docs/commands/COMMAND.md shows exactly the table made from medssl.options (regenerate
+    with `python scripts/option_tables.py`)."""
+    from medssl.options import COMMANDS, TABLE_BEGIN, TABLE_END, markdown_table
+
+    for command, cls in COMMANDS.items():
+        page = (REPO / "docs" / "commands" / f"{command}.md").read_text(encoding="utf-8")
+        start, end = page.index(TABLE_BEGIN), page.index(TABLE_END) + len(TABLE_END)
+        assert page[start:end] == markdown_table(cls), f"{command}.md: run scripts/option_tables.py"
+
+
+def test_parser_is_made_from_the_declarations_and_help_needs_no_torch():
+    from medssl.cli import build_parser
+    from medssl.options import COMMANDS, option_rows
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for command, cls in COMMANDS.items():
+        flags = {s for a in sub.choices[command]._actions for s in a.option_strings}
+        assert {row[0].split()[0] for row in option_rows(cls)} <= flags, command
+        dests = {a.dest for a in sub.choices[command]._actions}
+        assert set(cls.model_fields) - {"augment_overrides"} <= dests, command
+    code = "import sys; import medssl.cli as c; c.build_parser(); print('torch' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.strip() == "False", r.stderr
+
+
+def test_yaml_and_command_line_values_are_checked_alike(tmp_path):
+    """The same value is accepted or refused the same way from a config file and a flag."""
+    from medssl.errors import MedsslError
+    from medssl.options import TrainConfig
+
+    for key, good, bad in (("epochs", "3", "1.7"), ("lr", "1e-3", "nan"), ("seed", "2", "-1")):
+        flag = TrainConfig.parse({key: good})
+        yaml_value = TrainConfig.parse(yaml.safe_load(f"{key}: {good}"))
+        assert getattr(flag, key) == getattr(yaml_value, key)
+        for value in (bad, yaml.safe_load(f"v: {bad}")["v"]):
+            with pytest.raises(MedsslError, match=key):
+                TrainConfig.parse({key: value})
+    with pytest.raises(MedsslError, match="epochs"):  # YAML `true` is not the number 1
+        TrainConfig.parse({"epochs": True})

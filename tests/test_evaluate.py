@@ -161,20 +161,19 @@ def test_shifts_identity_and_determinism():
     assert j.shape == x.shape and (j - x).abs().mean() < 0.1
 
 
-def test_load_classifier_refuses_encoders(tmp_path):
-    import torch
-
-    from medssl.evaluate import load_classifier
-    from medssl.models import Encoder, metadata, save_model
+def test_read_model_refuses_other_kinds_and_runs(tmp_path):
+    from medssl.models import Encoder, metadata, read_model, save_model
 
     enc = Encoder("imagenet")
-    save_model(enc, tmp_path / "e.safetensors", metadata("encoder", enc))
-    with pytest.raises(MedsslError, match="a classifier is expected"):
-        load_classifier(tmp_path / "e.safetensors", torch.device("cpu"))
+    save_model(enc, tmp_path / "e.safetensors", metadata("encoder", enc, dataset="breastmnist"))
+    with pytest.raises(MedsslError, match="kind 'encoder', expected classifier"):
+        read_model(tmp_path / "e.safetensors", "classifier")
+    with pytest.raises(MedsslError, match="made for dataset 'breastmnist'"):
+        read_model(tmp_path / "e.safetensors", "encoder", dataset="pneumoniamnist")
 
 
 def test_evaluate_refuses_non_classifier_runs(tmp_path):
-    with pytest.raises(MedsslError, match="not a medssl run"):
+    with pytest.raises(MedsslError, match="an empty folder"):
         evaluate_run(tmp_path)
     (tmp_path / "config.yaml").write_text("dataset: breastmnist\n")
     (tmp_path / "encoder.safetensors").write_bytes(b"")

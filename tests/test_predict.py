@@ -10,7 +10,7 @@ from PIL import Image
 
 from medssl.calibration import sigmoid
 from medssl.errors import MedsslError
-from medssl.evaluate import evaluate_run, read_predictions
+from medssl.evaluate import evaluate_run, load_classifier_run, read_predictions
 from medssl.predict import load_inputs, predict_run
 
 
@@ -32,7 +32,7 @@ def _rows(path):
 
 
 def test_official_test_images_reproduce_the_runs_own_predictions(run, data_root, tmp_path):
-    saved = read_predictions(run / "predictions.csv")["test"]["logit"]
+    saved = read_predictions(load_classifier_run(run, "test"))["test"]["logit"]
     out = tmp_path / "p.csv"
     rows = predict_run(run, [f"{data_root}/breastmnist.npz:test_images"], out)
     z = np.array([r["logit"] for r in rows])
@@ -73,7 +73,7 @@ def test_after_evaluate_calibrated_probabilities_and_operating_points(run, data_
     ev = evaluate_run(run, n_boot=20, images=False)
     rows = predict_run(run, [f"{data_root}/breastmnist.npz:test_images"], tmp_path / "p.csv")
     t = ev["temperature"]
-    y = read_predictions(run / "predictions.csv")["test"]["target"]
+    y = read_predictions(load_classifier_run(run, "test"))["test"]["target"]
     for rule, op in ev["operating_points"].items():
         called = np.array([r[f"decision_{rule}"] == "malignant" for r in rows])
         # The decisions at each val-chosen threshold give evaluate's own test confusion matrix.

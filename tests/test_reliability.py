@@ -154,10 +154,10 @@ def test_two_concurrent_runs_do_not_interfere(tmp_path, data_root):
     deadline = time.time() + 120
     while not (tmp_path / "a" / ".lock").exists() and time.time() < deadline:
         time.sleep(0.02)
-    c = _medssl(*args, "--seed", "1", "--out", str(tmp_path / "a"))
-    # c refuses either way: by the lock while a runs, or because a already finished.
+    c = _medssl(*args, "--seed", "3", "--out", str(tmp_path / "a"))
+    # c refuses either way: by the lock while a runs, or because a finished with other options.
     assert c.wait(timeout=300) == 2
-    assert re.search("in use by process|already holds a finished run", c.stderr.read())
+    assert re.search("in use by process|finished train run with other options", c.stderr.read())
     assert a.wait(timeout=300) == 0 and b.wait(timeout=300) == 0
     alone = _medssl(*args, "--seed", "2", "--out", str(tmp_path / "b-alone"))
     assert alone.wait(timeout=300) == 0

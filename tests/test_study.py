@@ -67,13 +67,15 @@ def test_smoke_study_report_renders_offline(tmp_path, data_root):
     assert "command: study" in (out / "config.yaml").read_text()
     # Nothing the page could fetch: no http(s) URL, no script, no external stylesheet.
     assert not re.search(r"(src|href)=[\"']?https?:", page) and "<script" not in page
-    # Rerunning resumes: nothing is retrained (the runs' metrics stay byte-identical).
-    before = (out / "runs" / "sup-all-bce-s0" / "metrics.json").read_bytes()
-    assert subprocess.run(cmd, capture_output=True, text=True).returncode == 0
-    assert (out / "runs" / "sup-all-bce-s0" / "metrics.json").read_bytes() == before
+    # The same command on the finished study does nothing and says so (files byte-identical).
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    again = subprocess.run(cmd, capture_output=True, text=True)
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     # ... and only the same study: another budget into this folder is refused, one line
     other = subprocess.run(cmd[:-2] + ["quick", "--no-progress"], capture_output=True, text=True)
-    assert other.returncode == 2 and "holds a smoke study of breastmnist" in other.stderr
+    assert other.returncode == 2 and other.stderr.count("\n") == 1
+    assert "finished study run with other options (budget)" in other.stderr
 
     if CHROMIUM is None:
         pytest.fail("chromium not installed (.ci/run installs Debian's chromium)")

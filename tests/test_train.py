@@ -112,8 +112,11 @@ def test_same_seed_same_numbers_and_resume_is_exact(tmp_path, data_root, monkeyp
     assert (tmp_path / "c" / "predictions.csv").read_text() == pa
     assert not (tmp_path / "c" / "last.pt").exists()  # finished: resume state removed
     assert T.train(_cfg(tmp_path, "c", **kw), resume=True, log=quiet)["test"] == a["test"]
-    with pytest.raises(MedsslError, match="finished run"):
-        T.train(_cfg(tmp_path, "c", **kw), log=quiet)
+    said = []  # the same command again on its finished run: a no-op that says so
+    assert T.train(_cfg(tmp_path, "c", **kw), log=said.append)["test"] == a["test"]
+    assert "nothing to do" in said[0]
+    with pytest.raises(MedsslError, match="finished train run with other options \\(lr\\)"):
+        T.train(_cfg(tmp_path, "c", **{**kw, "lr": 0.5}), log=quiet)
 
 
 def test_head_only_trains_only_the_head(tmp_path, data_root):
@@ -214,7 +217,7 @@ def test_cli_errors_are_one_line_and_nonzero(tmp_path, data_root):
     (tmp_path / "afile").write_text("x")  # --out that is a file: one line, not a traceback
     r = _cli("train", "--data-root", str(data_root), "--out", str(tmp_path / "afile"))
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0, r.stderr
-    assert "File exists" in r.stderr
+    assert "is a file" in r.stderr
     r = _cli("--version")
     assert r.returncode == 0 and r.stdout.startswith("medssl ")
 
@@ -235,17 +238,18 @@ def test_cli_config_file_and_override(tmp_path, data_root):
 def test_nonfinite_loss_stops_with_step(tmp_path, data_root, monkeypatch):
     monkeypatch.setattr(T, "bce", lambda z, y: (z * float("nan")).mean())
     cfg = _cfg(tmp_path, data_root=str(data_root), epochs=2, label_fraction=0.1)
-    with pytest.raises(MedsslError, match="non-finite loss at epoch 0, step 0"):
+    with pytest.raises(MedsslError, match="epoch 0, step 0; no checkpoint was saved"):
         T.train(cfg, log=quiet)
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
 def test_every_subcommand_has_a_handler_and_help():
-    from medssl.cli import COMMANDS, build_parser
+    from medssl.cli import HANDLERS, build_parser
+    from medssl.options import COMMANDS
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    assert set(sub.choices) == set(COMMANDS)
+    assert set(sub.choices) == set(COMMANDS) == set(HANDLERS)
     for name in sub.choices:
         r = _cli(name, "--help")
         assert r.returncode == 0 and "usage: medssl " + name in r.stdout

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from medssl.errors import MedsslError
+from medssl.options import PRESETS as OPTION_PRESETS
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ PRESETS: dict[str, AugmentConfig] = {
 }
 
 MODALITY_PRESETS = {"chest-xray": "simclr-xray", "ultrasound": "simclr-ultrasound"}
+assert tuple(PRESETS) == OPTION_PRESETS, "declare new presets in medssl.options.PRESETS too"
 
 
 def preset(name: str) -> AugmentConfig:
@@ -120,11 +122,24 @@ def preset(name: str) -> AugmentConfig:
 
 
 def resolve(name: str, overrides: dict | None = None) -> AugmentConfig:
-    """A named preset with some of its fields replaced (unknown fields are a clear error)."""
+    """A named preset with some of its fields replaced, each override checked against the
+    field's type (pydantic, as every option) and range (unknown fields are a clear error)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from medssl.options import validation_message
+
     overrides = {} if overrides is None else overrides
     if not isinstance(overrides, dict):
-        raise MedsslError(f"augment overrides must be a mapping of fields, got {overrides!r}")
-    return AugmentConfig.from_dict(preset(name).to_dict() | overrides)
+        raise MedsslError(f"augment_overrides must be a mapping of fields, got {overrides!r}")
+    known = {f.name for f in fields(AugmentConfig)}
+    unknown = sorted(str(k) for k in overrides if k not in known)
+    if unknown:
+        raise MedsslError(f"unknown augment_overrides {unknown}; known: {sorted(known)}")
+    try:
+        return TypeAdapter(AugmentConfig).validate_python(preset(name).to_dict() | overrides)
+    except ValidationError as exc:
+        msg = validation_message(exc, "augment", lambda k: f"augment_overrides.{k}")
+        raise MedsslError(msg) from None
 
 
 def to_float(images: torch.Tensor, size: int | None = None) -> torch.Tensor:
@@ -243,3 +258,21 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.
         sigma = _uniform(n, *cfg.blur_sigma, gen, device)
         x = _gaussian_blur(x, sigma, apply, cfg.blur_sigma)
     return x.clamp(0, 1)
+
+
+def preview(cfg) -> str:
+    """`medssl augment-preview`: a PNG grid of `cfg.views` views of `cfg.images` training
+    images under preset `cfg.augment`; returns the path written."""
+    from medssl import data as D
+    from medssl import plots
+    from medssl.rundir import check_output_file
+
+    out = check_output_file(cfg.out, b"\x89PNG", "PNG image")
+    train = D.load_splits(cfg.dataset, cfg.data_root)["train"]
+    gen = torch.Generator().manual_seed(cfg.seed)
+    idx = torch.randperm(len(train), generator=gen)[: cfg.images]
+    x = to_float(train.images[idx])
+    views = augment(x.repeat_interleave(cfg.views, 0), preset(cfg.augment), gen)
+    views = views.view(len(idx), cfg.views, *x.shape[-2:]).numpy()
+    title = f"{cfg.dataset}: preset {cfg.augment}"
+    return str(plots.plot_augmentation_grid(x[:, 0].numpy(), views, out, title=title))

@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medssl.artifacts import read_arrays
 from medssl.errors import MedsslError
+from medssl.options import SIZES
 
 DATA_ROOT_ENV = "MEDSSL_DATA_ROOT"
 SPLITS = ("train", "val", "test")
-SIZES = (28, 64, 128, 224)
 
 
 @dataclass(frozen=True)
@@ -118,44 +119,50 @@ def load_arrays(
     download: bool = False,
     verify_md5: bool = False,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Load all three official splits through the `medmnist` package.
+    """Load all three official splits of the npz file (medmnist's layout and names).
 
     Returns ``{split: (images uint8 (N, H, W), labels int64 (N,))}`` after validating file
     presence, keys, shapes, dtypes and binary labels. Raises MedsslError with one line naming
-    the file and the problem.
+    the file and the problem. `download` fetches a missing file through `medmnist`.
     """
-    import medmnist
-
     info = dataset_info(name)
     if size not in SIZES:
         raise MedsslError(f"--size must be one of {SIZES}, got {size}")
     root = Path(root).expanduser() if root is not None else default_data_root()
     path = root / npz_filename(name, size)
-    if download:
-        root.mkdir(parents=True, exist_ok=True)
-    elif not path.is_file():
+    if download and not path.is_file():
+        _download(info, root, size)
+    if not path.is_file():
         raise MedsslError(
             f"{path}: file not found; pass --data-root DIR holding {path.name}, set "
             f"${DATA_ROOT_ENV}, or add --download (needs network)"
         )
-    if verify_md5 and path.is_file():
+    if verify_md5:
         expected = official_md5(name, size)
         got = file_md5(path)
         if got != expected:
             raise MedsslError(f"{path}: MD5 {got} does not match the official {expected}")
+    keys = tuple(f"{s}_{k}" for s in SPLITS for k in ("images", "labels"))
+    arrays = read_arrays(path, keys, f"{name} npz file")
+    return {
+        s: _validate(path, s, arrays[f"{s}_images"], arrays[f"{s}_labels"], size) for s in SPLITS
+    }
+
+
+def _download(info: DatasetInfo, root: Path, size: int) -> None:
+    """Fetch the official file with medmnist (needs network)."""
+    import medmnist
+
+    made = not root.exists()
+    root.mkdir(parents=True, exist_ok=True)
     cls = getattr(medmnist, medmnist.INFO[info.name]["python_class"])
-    out = {}
-    for split in SPLITS:
-        try:
-            ds = cls(split=split, root=str(root), download=download, size=size)
-            images, labels = np.asarray(ds.imgs), np.asarray(ds.labels)
-        except MedsslError:
-            raise
-        except Exception as exc:  # medmnist raises bare RuntimeError/KeyError/zipfile errors
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise MedsslError(f"{path}: cannot read split {split!r}: {msg}") from exc
-        out[split] = _validate(path, split, images, labels, size)
-    return out
+    try:
+        cls(split="train", root=str(root), download=True, size=size)
+    except Exception as exc:  # medmnist raises bare RuntimeError/URLError/...
+        if made and not any(root.iterdir()):
+            root.rmdir()  # a failed download leaves nothing behind
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        raise MedsslError(f"cannot download {info.name} into {root}: {msg[:160]}") from None
 
 
 def _validate(
@@ -166,6 +173,8 @@ def _validate(
         raise MedsslError(f"{where}_images has shape {images.shape}, expected (N, {size}, {size})")
     if images.dtype != np.uint8:
         raise MedsslError(f"{where}_images has dtype {images.dtype}, expected uint8")
+    if labels.ndim == 0:
+        raise MedsslError(f"{where}_labels is a single value, expected one label per image")
     if len(images) == 0 or len(labels) == 0:
         raise MedsslError(f"{where} split is empty")
     labels = labels.reshape(len(labels), -1)
@@ -287,3 +296,65 @@ def dataset_summary(
         for s, (_, lab) in arrays.items()
     }
     return out
+
+
+def data_command(cfg, log=print) -> None:
+    """`medssl data`: label meanings and default positive class of each dataset; for files
+    present, the MD5 check and class balance per split. Every check runs before anything is
+    written: missing files or a differing MD5 raise one line at the end, after the report, and
+    `--export-samples DIR` (a new or empty folder) writes PNGs only when all files are good."""
+    names = [cfg.dataset] if cfg.dataset else sorted(DATASETS)
+    export = Path(cfg.export_samples).expanduser() if cfg.export_samples else None
+    if export is not None and (export.is_file() or (export.is_dir() and any(export.iterdir()))):
+        raise MedsslError(f"--export-samples {export}: not a new or empty folder; name another")
+    missing, bad_md5 = [], []
+    for name in names:
+        if cfg.download:
+            load_arrays(name, cfg.data_root, size=cfg.size, download=True)
+        s = dataset_summary(name, cfg.data_root, cfg.size)
+        labels = ", ".join(f"{k} = {v}" for k, v in s["labels"].items())
+        pos = s["default_positive"]
+        log(
+            f"{name} ({s['modality']}): labels {labels}; default positive: label "
+            f"{pos['label']} ({pos['name']})"
+        )
+        if not s["present"]:
+            missing.append(name)
+            log(f"  {s['file']}: missing")
+            continue
+        log(f"  {s['file']}: MD5 {'matches the official release' if s['md5_ok'] else 'DIFFERS'}")
+        if not s["md5_ok"]:
+            bad_md5.append(s["file"])
+        for split, c in s["splits"].items():
+            counts = f"label 0: {c['label_0']:>5}  label 1: {c['label_1']:>5}"
+            log(f"  {split:<5} n={c['n']:>5}  {counts}")
+    if missing:
+        from medmnist import INFO
+
+        key = "url" if cfg.size == 28 else f"url_{cfg.size}"
+        urls = " ".join(INFO[n][key].split("?")[0] for n in missing)
+        raise MedsslError(
+            f"{len(missing)} file(s) missing; run `medssl data --download` online, "
+            f"or download {urls} into --data-root (or ${DATA_ROOT_ENV})"
+        )
+    if bad_md5:
+        raise MedsslError(
+            f"{' '.join(bad_md5)}: MD5 differs from the official release; download the file again"
+        )
+    if export is not None:
+        for name in names:
+            export_samples(name, cfg.data_root, cfg.size, export)
+        log(f"sample PNGs in {export}")
+
+
+def export_samples(name: str, root, size: int, out: Path, per_class: int = 4) -> None:
+    """The first `per_class` training images of each label as PNGs in `out`."""
+    from PIL import Image
+
+    from medssl.artifacts import atomic_path
+
+    images, labels = load_arrays(name, root, size=size)["train"]
+    for label in (0, 1):
+        for i in np.flatnonzero(labels == label)[:per_class]:
+            with atomic_path(out / f"{name}_label{label}_{i}.png") as tmp:
+                Image.fromarray(images[i]).save(tmp, format="PNG")

@@ -6,52 +6,107 @@ Everything chosen (temperature, thresholds) is fitted on validation and reported
 
 from __future__ import annotations
 
-import csv
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from medssl.artifacts import read_csv, read_json, read_yaml, write_json, write_text
 from medssl.augment import to_float
 from medssl.calibration import calibration_report, fit_temperature, sigmoid
 from medssl.errors import MedsslError
 from medssl.metrics import auroc, average_precision, balanced_accuracy, bootstrap_ci
 from medssl.metrics import expected_calibration_error as ece
-from medssl.models import Classifier, read_model
+from medssl.models import Classifier, load_state, read_model
 from medssl.operating_points import operating_points, target_on_test
+from medssl.options import TrainConfig
 from medssl.robustness import robustness_suite
-from medssl.rundir import read_yaml, write_json, write_text
+from medssl.rundir import record_added, require_finished, run_lock
+
+OUTPUTS = ("evaluation.json", "evaluation.md", "reliability_temperature.png", "pr.png")
+IMAGE_OUTPUTS = ("error_gallery.png", "robustness.png")
 
 
-def check_classifier_run(run_dir: Path) -> dict[str, str]:
-    """Refuse anything but a finished classifier run; return its model metadata."""
-    if not (run_dir / "config.yaml").is_file():
-        raise MedsslError(f"{run_dir}: not a medssl run directory (no config.yaml)")
-    if (run_dir / "encoder.safetensors").is_file() and not (run_dir / "best.safetensors").exists():
+@dataclass
+class ClassifierRun:
+    """A finished `medssl train` run, read and cross-checked: its options, metrics, and best
+    model (metadata of this run's dataset, stem and positive class; every key and shape)."""
+
+    path: Path
+    cfg: TrainConfig
+    metrics: dict
+    model: Classifier
+    positive: int
+
+
+def load_classifier_run(run_dir: Path | str, user: str) -> ClassifierRun:
+    """Everything `user` (evaluate, predict) needs from a finished train run, or one line."""
+    from medssl import data as D
+
+    path = require_finished(Path(run_dir), "train", user)
+    try:
+        cfg = TrainConfig.from_dict(read_yaml(path / "config.yaml"), saved=True)
+    except MedsslError as exc:
+        msg = str(exc)
         raise MedsslError(
-            f"{run_dir}: holds an SSL encoder, not a classifier; train one with "
-            f"`medssl train --init {run_dir}/encoder.safetensors` and evaluate that"
-        )
-    if not (run_dir / "predictions.csv").is_file():
-        raise MedsslError(f"{run_dir}: no predictions.csv (unfinished run? use --resume)")
-    _, meta = read_model(run_dir / "best.safetensors")
-    if meta.get("kind") != "classifier":
-        raise MedsslError(f"{run_dir}/best.safetensors is a {meta.get('kind')}, not a classifier")
-    return meta
+            msg if msg.startswith(str(path)) else f"{path}/config.yaml: {msg}"
+        ) from None
+    metrics = read_json(
+        path / "metrics.json", "metrics", require=("dataset", "positive_class", "val", "test")
+    )
+    positive = D.resolve_positive(D.dataset_info(cfg.dataset), cfg.positive_class)
+    state, _ = read_model(
+        path / "best.safetensors",
+        "classifier",
+        dataset=cfg.dataset,
+        stem=cfg.stem,
+        positive_label=str(positive),
+    )
+    model = Classifier(cfg.stem, 1)
+    load_state(model, state, path / "best.safetensors")
+    return ClassifierRun(path, cfg, metrics, model.eval(), positive)
 
 
-def read_predictions(path: Path) -> dict[str, dict[str, np.ndarray]]:
-    """predictions.csv -> {split: {"target": int array, "logit": float64 array}}."""
+def read_predictions(run: ClassifierRun) -> dict[str, dict[str, np.ndarray]]:
+    """predictions.csv -> {split: {"target": int array, "logit": float64 array}}, checked
+    against the run (val and test, as many rows as metrics.json counted, binary targets)."""
+    path = run.path / "predictions.csv"
+    rows = read_csv(path, {"split": str, "target": int, "logit": float}, "predictions file")
     out: dict[str, dict[str, list]] = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            d = out.setdefault(row["split"], {"target": [], "logit": []})
-            d["target"].append(int(row["target"]))
-            d["logit"].append(float(row["logit"]))
-    return {
+    for row in rows:
+        d = out.setdefault(row["split"], {"target": [], "logit": []})
+        d["target"].append(row["target"])
+        d["logit"].append(row["logit"])
+    if set(out) != {"val", "test"}:
+        raise MedsslError(f"{path}: splits {sorted(out)}, expected val and test")
+    preds = {
         s: {"target": np.array(d["target"]), "logit": np.array(d["logit"], dtype=np.float64)}
         for s, d in out.items()
     }
+    for s, d in preds.items():
+        n = run.metrics[s].get("n") if isinstance(run.metrics[s], dict) else None
+        if len(d["target"]) != n:
+            raise MedsslError(f"{path}: {len(d['target'])} {s} rows, metrics.json counted {n}")
+        if set(np.unique(d["target"])) != {0, 1}:
+            raise MedsslError(f"{path}: {s} targets must hold both 0 and 1 (and nothing else)")
+    return preds
+
+
+def read_evaluation(path: Path) -> tuple[float, dict[str, float]]:
+    """(temperature, {rule: logit threshold}) of an evaluation.json, checked."""
+    ev = read_json(path, "evaluation", require=("temperature", "operating_points"))
+    try:
+        temperature = float(ev["temperature"])
+        thresholds = {r: float(op["val"]["threshold"]) for r, op in ev["operating_points"].items()}
+    except (TypeError, ValueError, KeyError, AttributeError):
+        raise MedsslError(f"{path}: temperature or operating points are malformed") from None
+    if not (math.isfinite(temperature) and temperature > 0) or not all(
+        math.isfinite(t) for t in thresholds.values()
+    ):
+        raise MedsslError(f"{path}: temperature or thresholds are not finite positive numbers")
+    return temperature, thresholds
 
 
 def evaluate_run(
@@ -63,26 +118,21 @@ def evaluate_run(
     images: bool = True,
     gallery_k: int = 6,
 ) -> dict:
-    """Evaluate a finished run; writes evaluation.json, evaluation.md and figures.
+    """Evaluate a finished run; writes evaluation.json, evaluation.md and figures into it.
 
     With `images` (default), the run's model and test images are loaded too, for the
-    high-confidence error gallery and the robustness suite.
+    high-confidence error gallery and the robustness suite. Everything is read, checked and
+    computed before the first file is written.
     """
-    from medssl import plots
-
-    run_dir = Path(run_dir)
-    meta = check_classifier_run(run_dir)
-    cfg = read_yaml(run_dir / "config.yaml")
-    n_bins = int(cfg.get("n_bins", 15))
-    preds = read_predictions(run_dir / "predictions.csv")
-    if set(preds) != {"val", "test"}:
-        raise MedsslError(f"{run_dir}/predictions.csv must hold val and test rows")
+    run = load_classifier_run(run_dir, "evaluate")
+    n_bins = run.cfg.n_bins
+    preds = read_predictions(run)
     val, test = preds["val"], preds["test"]
     temperature = fit_temperature(val["target"], val["logit"])
     result: dict = {
-        "run_dir": str(run_dir),
-        "dataset": meta.get("dataset"),
-        "positive_label": meta.get("positive_label"),
+        "run_dir": str(run.path),
+        "dataset": run.cfg.dataset,
+        "positive_label": run.positive,
         "temperature": temperature,
         "n_bootstrap": n_boot,
         "bootstrap_seed": seed,
@@ -107,56 +157,56 @@ def evaluate_run(
     result["operating_points"] = operating_points(
         val["target"], val["logit"], test["target"], test["logit"], target_sensitivity, target_fpr
     )
-    pos_name = _positive_name(meta, cfg)
-    targets = {"test": test["target"], "test (T-scaled)": test["target"]}
-    probs = {
-        "test": sigmoid(test["logit"]),
-        "test (T-scaled)": sigmoid(test["logit"] / temperature),
-    }
+    checks = _image_checks(run, result, test, gallery_k, seed) if images else None
+    if checks:
+        result["robustness"] = checks["rows"]
+    with run_lock(run.path):  # a second evaluate of this run at the same time is refused
+        _write(run, result, preds, checks)
+    return result
+
+
+def _write(run: ClassifierRun, result: dict, preds: dict, checks: dict | None) -> None:
+    from medssl import plots
+
+    pos_name = _positive_name(run)
+    test, t = preds["test"], result["temperature"]
     plots.plot_reliability_diagram(
-        targets,
-        probs,
-        run_dir / "reliability_temperature.png",
-        n_bins=n_bins,
+        {"test": test["target"], "test (T-scaled)": test["target"]},
+        {"test": sigmoid(test["logit"]), "test (T-scaled)": sigmoid(test["logit"] / t)},
+        run.path / "reliability_temperature.png",
+        n_bins=run.cfg.n_bins,
         positive_name=pos_name,
     )
     plots.plot_pr_curves(
         {s: d["target"] for s, d in preds.items()},
         {s: d["logit"] for s, d in preds.items()},
-        run_dir / "pr.png",
+        run.path / "pr.png",
         positive_name=pos_name,
     )
-    if images:
-        result["robustness"] = _image_checks(run_dir, cfg, result, test, gallery_k, seed)
-    write_json(run_dir / "evaluation.json", result)
-    write_text(run_dir / "evaluation.md", format_evaluation(result, pos_name))
-    return result
+    files = list(OUTPUTS)
+    if checks:
+        plots.plot_error_gallery(
+            *checks["gallery"], run.path / "error_gallery.png", **checks["title"]
+        )
+        plots.plot_robustness(checks["rows"], run.path / "robustness.png")
+        files += IMAGE_OUTPUTS
+    write_text(run.path / "evaluation.md", format_evaluation(result, pos_name))
+    write_json(run.path / "evaluation.json", result)
+    record_added(run.path, "evaluate", files)
 
 
-def load_classifier(path: Path, device: torch.device) -> Classifier:
-    """A medssl classifier file -> Classifier in eval mode; any other kind is refused."""
-    state, meta = read_model(path)
-    if meta.get("kind") != "classifier":
-        raise MedsslError(f"{path} is a {meta.get('kind')} file; a classifier is expected")
-    model = Classifier(meta["stem"], int(meta.get("in_channels", 1)))
-    model.load_state_dict(state)
-    return model.to(device, memory_format=torch.channels_last).eval()
-
-
-def _image_checks(run_dir: Path, cfg: dict, result: dict, test: dict, k: int, seed: int):
-    """Error gallery (top-k FP and FN on test) and the robustness suite; returns its rows."""
+def _image_checks(run: ClassifierRun, result: dict, test: dict, k: int, seed: int) -> dict:
+    """Error gallery (top-k FP and FN on test) and the robustness suite, computed, not written."""
     from medssl import data as D
-    from medssl import plots
-    from medssl.train import TrainConfig, predict_logits, resolve_device
+    from medssl.train import predict_logits, resolve_device
 
-    tc = TrainConfig.from_dict(cfg)
+    tc = run.cfg
     device = resolve_device(tc.device)
     info = D.dataset_info(tc.dataset)
-    positive = D.resolve_positive(info, tc.positive_class)
-    split = D.load_splits(tc.dataset, tc.data_root, positive, tc.size, device)["test"]
+    split = D.load_splits(tc.dataset, tc.data_root, run.positive, tc.size, device)["test"]
     if not np.array_equal(split.targets.cpu().numpy().astype(int), test["target"]):
-        raise MedsslError(f"{run_dir}: test labels differ from predictions.csv (other data?)")
-    model = load_classifier(run_dir / "best.safetensors", device)
+        raise MedsslError(f"{run.path}: test labels differ from predictions.csv (other data?)")
+    model = run.model.to(device, memory_format=torch.channels_last)
     x = to_float(split.images, tc.resize)
 
     def predict(imgs: torch.Tensor) -> np.ndarray:
@@ -170,28 +220,24 @@ def _image_checks(run_dir: Path, cfg: dict, result: dict, test: dict, k: int, se
     fp = np.flatnonzero(y == 0)[np.argsort(-p[y == 0], kind="stable")][:k]
     fn = np.flatnonzero(y == 1)[np.argsort(p[y == 1], kind="stable")][:k]
     idx = np.r_[fp, fn]
-    names = {1: info.label_names[positive], 0: info.label_names[1 - positive]}
-    plots.plot_error_gallery(
-        x[idx, 0].cpu().numpy(),
-        p[idx],
-        [names[int(y[i])] for i in idx],
-        ["false positive"] * len(fp) + ["false negative"] * len(fn),
-        run_dir / "error_gallery.png",
-        title=f"most confident test errors (positive = {names[1]})",
-    )
+    names = {1: info.label_names[run.positive], 0: info.label_names[1 - run.positive]}
     threshold = result["operating_points"]["youden"]["val"]["threshold"]
-    rows = robustness_suite(predict, x, y, threshold, int(cfg.get("n_bins", 15)), seed)
-    plots.plot_robustness(rows, run_dir / "robustness.png")
-    return rows
+    return {
+        "gallery": (
+            x[idx, 0].cpu().numpy(),
+            p[idx],
+            [names[int(y[i])] for i in idx],
+            ["false positive"] * len(fp) + ["false negative"] * len(fn),
+        ),
+        "title": {"title": f"most confident test errors (positive = {names[1]})"},
+        "rows": robustness_suite(predict, x, y, threshold, tc.n_bins, seed),
+    }
 
 
-def _positive_name(meta: dict, cfg: dict) -> str:
+def _positive_name(run: ClassifierRun) -> str:
     from medssl.data import dataset_info
 
-    try:
-        return dataset_info(cfg["dataset"]).label_names[int(meta.get("positive_label", 1))]
-    except (KeyError, MedsslError, ValueError):
-        return "positive"
+    return dataset_info(run.cfg.dataset).label_names[run.positive]
 
 
 def format_evaluation(r: dict, pos_name: str) -> str:

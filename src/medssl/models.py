@@ -17,12 +17,11 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torchvision
-from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open
 
+from medssl.artifacts import read_safetensors, reading, write_text
 from medssl.errors import MedsslError
+from medssl.options import STEMS
 
-STEMS = ("imagenet", "cifar", "compact")
 ARCH = "resnet18"
 # Grey input is normalised with the mean/std of ImageNet's three channels averaged, so that
 # ImageNet conv1 kernels summed over RGB see inputs on the scale they were trained on.
@@ -142,31 +141,66 @@ def metadata(kind: str, model: Encoder, **extra: str) -> dict[str, str]:
 
 
 def save_model(module: nn.Module, path: Path, meta: dict[str, str]) -> None:
-    """Write weights as safetensors with `meta` in the header, atomically."""
+    """Write weights as safetensors with `meta` in the header (and a .json copy), atomically."""
     from safetensors.torch import save_file
 
-    from medssl.rundir import atomic_path
+    from medssl.artifacts import atomic_path
 
     state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=meta)
-    Path(path).with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_text(Path(path).with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
 
 
-def read_model(path: Path | str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read a medssl safetensors file: (state dict, metadata). Never unpickles."""
-    path = Path(path)
-    if not path.is_file():
-        raise MedsslError(f"{path}: model file not found")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise MedsslError(f"{path}: not a readable safetensors file ({exc})") from None
+def read_model(
+    path: Path | str, kind: str | tuple[str, ...] | None = None, **expect: str
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a medssl safetensors file: (state dict, metadata). Never unpickles.
+
+    `kind` (one or several) and `expect` (metadata key -> value, e.g. dataset=..., stem=...)
+    are checked, so a file of another kind, model or dataset is refused in one line.
+    """
+    state, meta = read_safetensors(path)
     if meta.get("format") != "medssl":
         raise MedsslError(f"{path}: safetensors file without medssl metadata")
+    kinds = (kind,) if isinstance(kind, str) else kind
+    if kinds and meta.get("kind") not in kinds:
+        raise MedsslError(
+            f"{path}: kind {meta.get('kind')!r}, expected {' or '.join(kinds)} (another kind of "
+            f"model file)"
+        )
+    for key, value in expect.items():
+        if str(meta.get(key)) != str(value):
+            raise MedsslError(
+                f"{path}: made for {key} {meta.get(key)!r}, but this run has {value!r} "
+                f"(a file of another run?)"
+            )
     return state, meta
+
+
+def load_state(
+    module: nn.Module,
+    state: dict[str, torch.Tensor],
+    source: Path | str,
+    keep_random: set[str] = frozenset(),  # type: ignore[assignment]
+) -> None:
+    """Load `state` into `module` after checking every key, shape and dtype (one line
+    otherwise); the keys `keep_random` may be absent and keep their initialisation."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state and k not in keep_random]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        raise MedsslError(
+            f"{source}: weights do not match the model ({len(missing)} missing, e.g. "
+            f"{missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]})"
+        )
+    for k, v in state.items():
+        if not isinstance(v, torch.Tensor) or v.shape != own[k].shape or v.dtype != own[k].dtype:
+            got = f"{tuple(v.shape)} {v.dtype}" if isinstance(v, torch.Tensor) else type(v).__name__
+            raise MedsslError(
+                f"{source}: {k} has shape {got}, expected {tuple(own[k].shape)} {own[k].dtype}"
+            )
+    module.load_state_dict(state, strict=not keep_random)
 
 
 def _fold_to_channels(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
@@ -196,10 +230,8 @@ def imagenet_state_dict(path: Path | str | None = None) -> dict[str, torch.Tenso
                     f"({type(exc).__name__}); copy {IMAGENET_FILE} there or pass --init PATH"
                 ) from None
         path = cache
-    try:
+    with reading(path, "weights-only torch file"):
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise MedsslError(f"{path}: cannot load as a weights-only torch file ({exc})") from None
     if not isinstance(state, dict) or "conv1.weight" not in state:
         raise MedsslError(f"{path}: not a torchvision ResNet-18 state dict (no conv1.weight)")
     return state
@@ -240,18 +272,5 @@ def load_encoder_weights(encoder: Encoder, source: str | Path) -> list[str]:
             del state["conv1.weight"]
             keep_random.add("conv1.weight")
             changes.append(f"conv1 kept at random init: the {encoder.stem} stem has 3x3 kernels")
-    own = encoder.state_dict()
-    missing = [k for k in own if k not in state and k not in keep_random]
-    unexpected = [k for k in state if k not in own]
-    if missing or unexpected:
-        raise MedsslError(
-            f"{source}: keys do not match ResNet-18 ({len(missing)} missing, e.g. "
-            f"{missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]})"
-        )
-    for k, v in state.items():
-        if v.shape != own[k].shape:
-            raise MedsslError(
-                f"{source}: {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}"
-            )
-    encoder.load_state_dict(state, strict=False)
+    load_state(encoder, state, source, keep_random)
     return changes

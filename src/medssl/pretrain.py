@@ -13,11 +13,9 @@ batch (BatchNorm statistics stay per process, as without SyncBatchNorm).
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,111 +25,16 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from medssl import data as D
-from medssl.augment import MODALITY_PRESETS, AugmentConfig, resolve, to_float, two_views
+from medssl.artifacts import atomic_path, read_json, write_json, write_jsonl
+from medssl.augment import to_float, two_views
 from medssl.errors import MedsslError
 from medssl.losses import nt_xent
 from medssl.metrics import auroc
-from medssl.models import STEMS, Encoder, ProjectionHead, metadata, save_model
-from medssl.rundir import (
-    atomic_path,
-    config_from_dict,
-    drop_resume_state,
-    read_history,
-    resume_state,
-    run_lock,
-    write_history,
-    write_json,
-    write_yaml,
-)
-from medssl.tracking import Tracker
+from medssl.models import Encoder, ProjectionHead, metadata, save_model
+from medssl.options import PretrainConfig
+from medssl.rundir import claim, drop_resume_state, load_resume, open_run
+from medssl.tracking import Tracker, check_tracking
 from medssl.train import autocast, extract_features, lr_factor, resolve_device, resolve_precision
-
-
-@dataclass
-class PretrainConfig:
-    """Every option of `medssl pretrain`; validated on construction."""
-
-    dataset: str = "breastmnist"
-    data_root: str | None = None
-    out: str = "runs/pretrain"
-    epochs: int = 100
-    batch_size: int = 256  # B images -> 2B views per step (per process)
-    lr: float = 2e-3  # AdamW peak LR
-    weight_decay: float = 1e-4
-    temperature: float = 0.2  # tau of NT-Xent
-    lr_schedule: str = "cosine"  # cosine | exp | constant, after warm-up
-    gamma: float = 0.98
-    warmup_epochs: int = 5
-    stem: str = "imagenet"
-    proj_dims: str = "512,512,128"  # projection MLP sizes d,hidden...,k
-    augment: str | None = None  # preset; None: the dataset's modality preset
-    augment_overrides: dict = field(default_factory=dict)
-    seed: int = 0
-    size: int = 28
-    resize: int | None = None
-    precision: str = "auto"
-    device: str = "auto"
-    knn_k: int = 20
-    knn_every: int = 1  # epochs between kNN monitor evaluations (0: never)
-    knn_labels: int = 50  # few-label kNN bank: labelled training images (0: off)
-    eval_batch_size: int = 512
-    download: bool = False
-    verify_md5: bool = False
-    progress: bool = True
-    tensorboard: bool = True  # event files in RUN_DIR/tensorboard
-    mlflow: str | None = None  # MLflow tracking URI or local folder; None: no MLflow
-
-    def __post_init__(self) -> None:
-        info = D.dataset_info(self.dataset)
-        if self.stem not in STEMS:
-            raise MedsslError(f"--stem must be one of {STEMS}, got {self.stem!r}")
-        if self.augment is None:
-            self.augment = MODALITY_PRESETS[info.modality]
-        if self.temperature <= 0:
-            raise MedsslError(f"--temperature must be > 0, got {self.temperature}")
-        for name in ("epochs", "batch_size", "lr", "knn_k", "eval_batch_size"):
-            if not getattr(self, name) > 0:
-                raise MedsslError(
-                    f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}"
-                )
-        if self.batch_size < 2:
-            raise MedsslError("--batch-size must be >= 2 (NT-Xent needs negatives)")
-        if self.lr_schedule not in ("cosine", "exp", "constant"):
-            raise MedsslError(
-                f"--lr-schedule must be cosine, exp or constant, got {self.lr_schedule!r}"
-            )
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise MedsslError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
-        if min(self.weight_decay, self.warmup_epochs, self.knn_every, self.knn_labels) < 0:
-            raise MedsslError(
-                "--weight-decay, --warmup-epochs, --knn-every, --knn-labels must be >= 0"
-            )
-        self.projection_dims()
-        self.augment_config()
-
-    def projection_dims(self) -> tuple[int, ...]:
-        try:
-            dims = tuple(int(d) for d in str(self.proj_dims).split(","))
-        except ValueError:
-            raise MedsslError(
-                f"--proj-dims must be comma-separated ints, got {self.proj_dims!r}"
-            ) from None
-        if len(dims) < 2 or dims[0] != Encoder.num_features or min(dims) <= 0:
-            raise MedsslError(
-                f"--proj-dims must start with {Encoder.num_features} and have >= 2 "
-                f"positive sizes, got {self.proj_dims!r}"
-            )
-        return dims
-
-    def augment_config(self) -> AugmentConfig:
-        return resolve(self.augment, self.augment_overrides)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> PretrainConfig:
-        return config_from_dict(cls, d, "pretrain")
 
 
 class SimCLR(torch.nn.Module):
@@ -194,21 +97,30 @@ def _init_distributed(device: torch.device) -> None:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 
+RESUME_KEYS = ("model", "optimizer", "epoch", "generator", "history_len")
+
+
 def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
     """Run SimCLR pretraining; write encoder, projection head, history and plots to cfg.out.
 
-    Run directory: config.yaml, knn_init.json (the kNN monitor of the initial encoder),
-    history.jsonl (loss, kNN val AUROC/accuracy with all and with few labels, LR, time),
-    encoder.safetensors (+ .json), projection_head.safetensors, loss_curve.png, last.pt (resume
-    state, removed once the run finishes), pretrain.json (written last: marks a finished run).
+    Run directory: run.json, config.yaml, knn_init.json (the kNN monitor of the initial
+    encoder), history.jsonl (loss, kNN val AUROC/accuracy with all and with few labels, LR,
+    time), encoder.safetensors (+ .json), projection_head.safetensors, loss_curve.png, last.pt
+    (resume state, removed once the run finishes), pretrain.json (written last: marks a
+    finished run). Bad input is refused before the first byte is written.
     """
-    out = Path(cfg.out)
     device = resolve_device(cfg.device)
     if device.type == "cuda" and int(os.environ.get("LOCAL_RANK", "-1")) >= 0:
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         torch.cuda.set_device(device)
     _init_distributed(device)
     rank, world = _rank_info()
+    claimed = claim(cfg, resume) if rank == 0 else None
+    if claimed and claimed.action == "finished":
+        log(f"{claimed.path} already holds this finished pretrain run; nothing to do")
+        return read_json(claimed.path / "pretrain.json", "pretrain summary")
+    out = Path(cfg.out)
+    check_tracking(cfg.mlflow)
     info = D.dataset_info(cfg.dataset)
     splits = D.load_splits(
         cfg.dataset,
@@ -219,9 +131,6 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
         cfg.download,
         cfg.verify_md5,
     )
-    resume, finished = resume_state(out, cfg.to_dict(), "pretrain.json", resume, log)
-    if finished:
-        return finished
     torch.manual_seed(cfg.seed)
     model = SimCLR(cfg.stem, cfg.projection_dims()).to(device, memory_format=torch.channels_last)
     net = model
@@ -237,18 +146,21 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
         lr=cfg.lr,
     )
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    aug = cfg.augment_config()
-    images = splits["train"].images  # labels are never read by the training step
-    n = len(images)
-    history: list[dict] = []
-    start = 0
-    if resume:
-        state = torch.load(out / "last.pt", map_location=device, weights_only=True)
+
+    def restore(state: dict) -> None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"].cpu())
-        start = state["epoch"] + 1
-        history = read_history(out / "history.jsonl")[: state["history_len"]]
+
+    state = None
+    if resume and (claimed is None or claimed.action == "resume"):
+        state = load_resume(out, RESUME_KEYS, restore, log if rank == 0 else _quiet)
+    aug = cfg.augment_config()
+    images = splits["train"].images  # labels are never read by the training step
+    n = len(images)
+    history: list[dict] = state["history"] if state else []
+    start = state["epoch"] + 1 if state else 0
+    if state:
         log(f"resumed {out} at epoch {start}")
     precision = resolve_precision(cfg.precision, device)
     global_batch = cfg.batch_size * world
@@ -260,9 +172,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
             f"{cfg.temperature}, augment {cfg.augment}, {world} process(es), device {device}, "
             f"{precision}"
         )
-    lock = run_lock(out) if rank == 0 else contextlib.nullcontext()
+    folder = open_run(claimed, cfg) if rank == 0 else contextlib.nullcontext()
     with (
-        lock,
+        folder,
         contextlib.closing(
             Tracker(
                 out,
@@ -274,8 +186,6 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
             )
         ) as tracker,
     ):
-        if rank == 0:
-            write_yaml(out / "config.yaml", {"command": "pretrain"} | cfg.to_dict())
         if rank == 0 and cfg.knn_every and start == 0:
             # The starting point of the monitor: the randomly initialised encoder's kNN score.
             init = knn_monitor(model.encoder, splits, cfg, precision)
@@ -327,9 +237,14 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
                 "epoch_time_s": time.perf_counter() - t0,
             }
             if not math.isfinite(row["loss"]):
+                kept = (
+                    f"the checkpoint of epoch {epoch - 1} is kept in {out}"
+                    if (out / "last.pt").is_file()
+                    else "no checkpoint was saved"
+                )
                 raise MedsslError(
-                    f"non-finite NT-Xent loss at epoch {epoch}; last good "
-                    f"checkpoint kept in {out}; lower --lr or raise --temperature"
+                    f"non-finite NT-Xent loss at epoch {epoch}; {kept}; lower --lr or raise "
+                    f"--temperature"
                 )
             if rank == 0 and cfg.knn_every and (epoch + 1) % cfg.knn_every == 0:
                 row.update(knn_monitor(model.encoder, splits, cfg, precision))
@@ -361,6 +276,30 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
     if world > 1:
         dist.barrier()
     return summary
+
+
+def _quiet(*_args, **_kw) -> None:
+    pass
+
+
+def format_summary(s: dict) -> str:
+    """The lines `medssl pretrain` prints at the end."""
+
+    def f(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.4f}"
+
+    few = ""
+    if s.get("knn_few_labels"):
+        few = (
+            f"; with {s['knn_few_labels']} labels {f(s.get('knn_few_val_auroc_init'))} -> "
+            f"{f(s.get('knn_few_val_auroc_last'))}"
+        )
+    return (
+        f"SimCLR {s['dataset']}: loss {f(s.get('first_loss'))} -> {f(s.get('final_loss'))}; "
+        f"kNN val AUROC {f(s.get('knn_val_auroc_init'))} (init) -> "
+        f"{f(s.get('knn_val_auroc_first'))} (first check) -> {f(s.get('knn_val_auroc_last'))}"
+        f"{few}; {s.get('train_time_s', 0):.0f} s\nencoder: {s.get('encoder')}"
+    )
 
 
 KNN_FEW_SUBSETS = 3  # the few-label monitor averages over this many fixed label subsets
@@ -415,9 +354,9 @@ def _save(model: SimCLR, opt, gen, epoch: int, history: list[dict], cfg, out: Pa
     save_model(
         model.projection,
         out / "projection_head.safetensors",
-        metadata("projection_head", model.encoder, dims=cfg.proj_dims, **meta),
+        metadata("projection_head", model.encoder, dims=",".join(map(str, cfg.proj_dims)), **meta),
     )
-    write_history(out / "history.jsonl", history)
+    write_jsonl(out / "history.jsonl", history)
     with atomic_path(out / "last.pt") as tmp:
         torch.save(
             {
@@ -435,7 +374,7 @@ def _finish(cfg, history, out, n, world, precision, device) -> dict:
     from medssl import plots
 
     init_file = out / "knn_init.json"
-    init = json.loads(init_file.read_text()) if init_file.is_file() else {}
+    init = read_json(init_file, "kNN monitor at init") if init_file.is_file() else {}
     plots.plot_pretrain_curves(history, out / "loss_curve.png", knn_init=init)
     knn = [r["knn_val_auroc"] for r in history if "knn_val_auroc" in r]
     few = [r["knn_few_val_auroc"] for r in history if "knn_few_val_auroc" in r]

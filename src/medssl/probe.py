@@ -13,7 +13,6 @@ import contextlib
 import statistics
 import time
 import warnings
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,86 +20,19 @@ import torch
 from tqdm.auto import tqdm
 
 from medssl import data as D
-from medssl.errors import MedsslError
+from medssl.artifacts import atomic_path, read_json, write_csv, write_json, write_text
 from medssl.metrics import auroc, binary_metrics
-from medssl.models import STEMS, Encoder, load_encoder_weights, read_model
-from medssl.rundir import config_from_dict, run_lock, write_csv, write_json, write_text, write_yaml
+from medssl.models import Encoder, load_encoder_weights, read_model
+from medssl.options import ProbeConfig
+from medssl.rundir import claim, open_run
 from medssl.tracking import Tracker
 from medssl.train import extract_features, resolve_device, resolve_precision
-
-
-def parse_list(text: str | list, cast, name: str) -> list:
-    """'0.1,0.2' or [0.1, 0.2] -> list of `cast` values, with a clear error."""
-    items = text if isinstance(text, list) else str(text).split(",")
-    try:
-        return [cast(x) for x in items if str(x).strip() != ""]
-    except ValueError:
-        raise MedsslError(f"--{name} must be a comma-separated list, got {text!r}") from None
-
-
-@dataclass
-class ProbeConfig:
-    """Options of `medssl probe`."""
-
-    encoder: str = "random"  # medssl .safetensors (encoder or classifier), torchvision .pth,
-    # imagenet, or random (a randomly initialised encoder: the floor to beat)
-    dataset: str = "breastmnist"
-    data_root: str | None = None
-    out: str = "runs/probe"
-    label_fractions: str = "0.01,0.05,0.1,0.2,1.0"
-    seeds: str = "0,1,2"
-    c_grid: str = "0.0001,0.001,0.01,0.1,1,10,100"  # inverse L2 strengths tried (chosen on val)
-    max_iter: int = 2000
-    stem: str = "imagenet"  # used for random/imagenet encoders; files carry their own stem
-    positive_class: str | None = None
-    size: int = 28
-    resize: int | None = None
-    precision: str = "auto"
-    device: str = "auto"
-    eval_batch_size: int = 512
-    n_bins: int = 15
-    embedding: bool = True  # t-SNE map of the test features (embedding.png / .csv)
-    progress: bool = True
-    tensorboard: bool = True  # event files in RUN_DIR/tensorboard
-
-    def __post_init__(self) -> None:
-        D.dataset_info(self.dataset)
-        if self.stem not in STEMS:
-            raise MedsslError(f"--stem must be one of {STEMS}, got {self.stem!r}")
-        for f in self.fractions():
-            if not 0 < f <= 1:
-                raise MedsslError(f"--label-fractions must be in (0, 1], got {f}")
-        if not self.seed_list():
-            raise MedsslError("--seeds must name at least one seed")
-        if not self.cs() or min(self.cs()) <= 0:
-            raise MedsslError("--c-grid must be positive numbers")
-        known = ("random", "imagenet")
-        if self.encoder not in known and not Path(self.encoder).is_file():
-            raise MedsslError(f"--encoder {self.encoder}: no such file (or use random/imagenet)")
-
-    def fractions(self) -> list[float]:
-        return parse_list(self.label_fractions, float, "label-fractions")
-
-    def seed_list(self) -> list[int]:
-        return parse_list(self.seeds, int, "seeds")
-
-    def cs(self) -> list[float]:
-        return sorted(parse_list(self.c_grid, float, "c-grid"))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ProbeConfig:
-        return config_from_dict(cls, d, "probe")
 
 
 def load_encoder(source: str, stem: str = "imagenet", log=print) -> Encoder:
     """An Encoder from a medssl file (its stem), a torchvision file, 'imagenet' or 'random'."""
     if source.endswith(".safetensors"):
-        _, meta = read_model(source)
-        if meta.get("kind") not in ("encoder", "classifier"):
-            raise MedsslError(f"{source}: a {meta.get('kind')} file holds no encoder")
+        _, meta = read_model(source, ("encoder", "classifier"))
         stem = meta.get("stem", stem)
     encoder = Encoder(stem)
     if source != "random":
@@ -179,11 +111,18 @@ def write_embedding(
     )
 
 
-def probe(cfg: ProbeConfig, log=print) -> dict:
-    """Run the probe grid; write features, results.csv, summary.json, table.md and a plot."""
+def probe(cfg: ProbeConfig, resume: bool = False, log=print) -> dict:
+    """Run the probe grid; write features, results.csv, summary.json, table.md and a plot.
+
+    The folder, device, data, encoder file and every (label fraction, seed) subset are checked
+    before anything is written."""
     from medssl import plots
 
-    out = Path(cfg.out)
+    claimed = claim(cfg, resume)
+    if claimed.action == "finished":
+        log(f"{claimed.path} already holds this finished probe run; nothing to do")
+        return read_json(claimed.path / "summary.json", "probe summary", require=("table",))
+    out = claimed.path
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     info = D.dataset_info(cfg.dataset)
@@ -194,13 +133,16 @@ def probe(cfg: ProbeConfig, log=print) -> dict:
         torch.manual_seed(0)
         encoder = Encoder(cfg.stem)
     encoder = encoder.to(device, memory_format=torch.channels_last)
+    grid = [(f, s) for f in cfg.fractions() for s in cfg.seed_list()]
+    subsets = {  # label fractions against the class counts, before anything is written
+        (f, s): D.stratified_subset(splits["train"].targets, f, s).numpy() for f, s in grid
+    }
     with (
-        run_lock(out),
+        open_run(claimed, cfg),
         contextlib.closing(
             Tracker(out, cfg.to_dict(), cfg.tensorboard, experiment=f"medssl-{cfg.dataset}")
         ) as tracker,
     ):
-        write_yaml(out / "config.yaml", {"command": "probe"} | cfg.to_dict())
         t0 = time.perf_counter()
         feats = {
             s: extract_features(
@@ -211,8 +153,6 @@ def probe(cfg: ProbeConfig, log=print) -> dict:
         feat_time = time.perf_counter() - t0
         from safetensors.torch import save_file
 
-        from medssl.rundir import atomic_path
-
         with atomic_path(out / "features.safetensors") as tmp:
             save_file(
                 {s: f.contiguous() for s, f in feats.items()},
@@ -222,10 +162,9 @@ def probe(cfg: ProbeConfig, log=print) -> dict:
         x = {s: f.double().numpy() for s, f in feats.items()}
         y = {s: sp.targets.cpu().numpy().astype(np.int64) for s, sp in splits.items()}
         rows, indices = [], {}
-        grid = [(f, s) for f in cfg.fractions() for s in cfg.seed_list()]
         t1 = time.perf_counter()
         for frac, seed in tqdm(grid, desc="probe", disable=not cfg.progress):
-            idx = D.stratified_subset(splits["train"].targets, frac, seed).numpy()
+            idx = subsets[(frac, seed)]
             indices[f"{frac:g}/{seed}"] = idx.tolist()
             clf, mean, std, c, val_auc = fit_probe(
                 x["train"][idx], y["train"][idx], x["val"], y["val"], cfg.cs(), cfg.max_iter
@@ -275,7 +214,7 @@ def probe(cfg: ProbeConfig, log=print) -> dict:
             "table": table,
             "table_md": table_md,
         }
-        write_json(out / "summary.json", summary)
+        write_json(out / "summary.json", summary)  # written last: marks a finished run
     return summary
 
 
@@ -300,7 +239,7 @@ def summarise(rows: list[dict]) -> list[dict]:
 def format_table(table: list[dict], cfg: ProbeConfig, positive_name: str) -> str:
     lines = [
         f"Linear probe of `{cfg.encoder}` on {cfg.dataset} (positive: {positive_name}); "
-        f"mean ± std over seeds {cfg.seeds}; C chosen on val AUROC.",
+        f"mean ± std over seeds {','.join(map(str, cfg.seeds))}; C chosen on val AUROC.",
         "",
         "| labels | n train | test AUROC | test BalAcc | test ECE |",
         "|---|---|---|---|---|",

@@ -2,24 +2,45 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 
+from medssl.artifacts import read_json
 from medssl.errors import MedsslError
+from medssl.rundir import require_finished
 
 RECIPE_KEYS = ("dataset", "mode", "init", "loss", "stem", "label_fraction")
 METRIC_KEYS = ("auroc", "balanced_accuracy", "accuracy", "ece")
+REQUIRED = RECIPE_KEYS + ("positive_class", "seed", "val", "test", "epochs", "train_time_s")
+TYPES = {
+    "dataset": str,
+    "mode": str,
+    "init": str,
+    "loss": str,
+    "stem": str,
+    "label_fraction": int | float,
+    "seed": int,
+    "epochs": int,
+    "train_time_s": int | float,
+}
 
 
 def load_runs(run_dirs: list[Path | str]) -> list[dict]:
     """metrics.json of each finished run directory (unfinished ones raise a clear error)."""
     runs = []
     for d in run_dirs:
-        path = Path(d) / "metrics.json"
-        if not path.is_file():
-            raise MedsslError(f"{d}: no metrics.json (not a finished medssl run)")
-        m = json.loads(path.read_text())
+        path = require_finished(Path(d), "train", "compare") / "metrics.json"
+        m = read_json(path, "metrics", require=REQUIRED)
+        bad = [k for k, t in TYPES.items() if not isinstance(m[k], t) or isinstance(m[k], bool)]
+        if bad or m["epochs"] < 1:
+            raise MedsslError(f"{path}: {bad or ['epochs']} of the wrong type or range")
+        for split in ("val", "test"):
+            if not isinstance(m[split], dict) or any(
+                not isinstance(m[split].get(k), int | float) for k in METRIC_KEYS + ("auroc",)
+            ):
+                raise MedsslError(f"{path}: {split} metrics are missing or not numbers")
+        if not isinstance(m["positive_class"], dict) or "name" not in m["positive_class"]:
+            raise MedsslError(f"{path}: positive_class lacks its name")
         m["run_dir"] = str(d)
         runs.append(m)
     return runs
@@ -64,4 +85,21 @@ def compare_table(runs: list[dict], split: str = "test", by_seed: bool = True) -
         cells.append(f"{statistics.mean(m['train_time_s'] / m['epochs'] for m in members):.1f}")
         cells.append(f"{statistics.mean(m['train_time_s'] for m in members):.0f}")
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_metrics(m: dict) -> str:
+    """A small table of a train run's val/test metrics with the positive class named."""
+    pos = m["positive_class"]
+    lines = [
+        f"{m['dataset']}  positive class: label {pos['label']} ({pos['name']})  "
+        f"best epoch {m['best_epoch']} (by val AUROC)",
+        f"{'split':<6}{'n':>6}{'n_pos':>7}{'AUROC':>8}{'BalAcc':>8}{'Acc':>8}{'ECE':>8}",
+    ]
+    for s in ("val", "test"):
+        r = m[s]
+        lines.append(
+            f"{s:<6}{r['n']:>6}{r['n_positive']:>7}{r['auroc']:>8.4f}"
+            f"{r['balanced_accuracy']:>8.4f}{r['accuracy']:>8.4f}{r['ece']:>8.4f}"
+        )
     return "\n".join(lines)

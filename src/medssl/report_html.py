@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from pathlib import Path
 
+from medssl.artifacts import read_json, read_text, write_text
 from medssl.operating_points import target_on_test
-from medssl.rundir import write_text
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
 color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;
@@ -185,7 +184,7 @@ def write_reports(out: Path, summary: dict) -> None:
     md += ["## Evaluation of the best models", ""]
     for family, name in summary["best_runs"].items():
         run = runs / name
-        ev = json.loads((run / "evaluation.json").read_text())
+        ev = read_json(run / "evaluation.json", "evaluation")
         t = ev["test"]
         lo, hi = t["ci95"]["auroc"]
         line = (
@@ -243,3 +242,11 @@ def write_reports(out: Path, summary: dict) -> None:
     )
     write_text(out / "report.html", "\n".join(parts))
     write_text(out / "report.md", "\n".join(md))
+
+
+def headline(out: Path | str) -> str:
+    """What `medssl study` prints: report.md up to the self-supervised section, and where the
+    HTML report is."""
+    out = Path(out)
+    head = read_text(out / "report.md", "study report").split("## Self-supervised")[0]
+    return f"{head}\nreport: {out / 'report.html'}"

@@ -9,11 +9,9 @@ fine-tuning at the label fractions (per seed) -> `evaluate` on the best run of e
 
 from __future__ import annotations
 
-import json
 import platform
 import statistics
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +19,9 @@ import torch
 from tqdm.auto import tqdm
 
 from medssl import data as D
-from medssl.errors import MedsslError
-from medssl.rundir import config_from_dict, read_yaml, run_lock, write_json, write_yaml
+from medssl.artifacts import read_json, write_json
+from medssl.options import StudyConfig
+from medssl.rundir import claim, open_run
 
 # Budgets: epochs, seeds and label fractions. quick finishes in minutes on a 2-core CPU
 # (ImageNet stem everywhere); standard uses each dataset's default supervised recipe.
@@ -57,31 +56,6 @@ BUDGETS = {
         "pretrain_epochs": {"breastmnist": 400, "pneumoniamnist": 100},
     },
 }
-
-
-@dataclass
-class StudyConfig:
-    """Options of `medssl study`."""
-
-    dataset: str = "breastmnist"
-    data_root: str | None = None
-    out: str = "runs/study"
-    budget: str = "quick"
-    device: str = "auto"
-    mlflow: str | None = None  # passed to every train and pretrain run
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        D.dataset_info(self.dataset)
-        if self.budget not in BUDGETS:
-            raise MedsslError(f"--budget must be one of {sorted(BUDGETS)}, got {self.budget!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> StudyConfig:
-        return config_from_dict(cls, d, "study")
 
 
 def plan(cfg: StudyConfig) -> list[tuple[str, str, dict]]:
@@ -158,50 +132,75 @@ def _finished(kind: str, run: Path) -> bool:
     return (run / marker[kind]).is_file()
 
 
-def run_study(cfg: StudyConfig, log=print) -> dict:
+def _step_configs(cfg: StudyConfig, out: Path, steps: list) -> list:
+    """Each step's validated options (bad ones fail here, before the study writes anything)."""
+    from medssl.options import PretrainConfig, ProbeConfig, TrainConfig
+
+    classes = {"train": TrainConfig, "pretrain": PretrainConfig, "probe": ProbeConfig}
+    encoder = str(out / "runs" / "simclr" / "encoder.safetensors")
+    configs = []
+    for kind, name, opts in steps:
+        # The SSL encoder is made by the study's pretrain step: its file is checked when used.
+        later = "@simclr" in opts.values()
+        opts = {k: (encoder if v == "@simclr" else v) for k, v in opts.items() if v is not None}
+        opts["out"] = str(out / "runs" / name)
+        configs.append(classes[kind].parse(opts, files_later=later))
+    return configs
+
+
+def run_study(cfg: StudyConfig, resume: bool = False, log=print) -> dict:
     """Run (or resume) every step, evaluate the best models, and write the reports."""
     from medssl.evaluate import evaluate_run
-    from medssl.pretrain import PretrainConfig, pretrain
-    from medssl.probe import ProbeConfig, probe
-    from medssl.train import TrainConfig, train
+    from medssl.pretrain import pretrain
+    from medssl.probe import probe
+    from medssl.train import resolve_device, train
 
-    out = Path(cfg.out)
+    claimed = claim(cfg, resume)
+    if claimed.action == "finished":
+        log(f"{claimed.path} already holds this finished study; nothing to do")
+        return read_json(claimed.path / "summary.json", "study summary", require=("supervised",))
+    out = claimed.path
+    resolve_device(cfg.device)
     D.load_arrays(cfg.dataset, cfg.data_root)  # bad data fails here, before anything is made
     steps = plan(cfg)
-    encoder = str(out / "runs" / "simclr" / "encoder.safetensors")
+    configs = _step_configs(cfg, out, steps)
+    record = out / "study.json"
+    earlier = 0.0  # wall time adds up over invocations (a resumed study keeps its earlier time)
+    if claimed.action == "resume" and record.is_file():
+        earlier = float(read_json(record, "study record").get("wall_time_s", 0.0))
     t0 = time.perf_counter()
-    with run_lock(out):
-        if (out / "config.yaml").is_file():  # a rerun resumes; it must be the same study
-            saved = read_yaml(out / "config.yaml")
-            if (saved.get("dataset"), saved.get("budget")) != (cfg.dataset, cfg.budget):
-                raise MedsslError(
-                    f"{out} holds a {saved.get('budget')} study of {saved.get('dataset')}; "
-                    f"rerun that, or choose another --out"
-                )
-        write_yaml(out / "config.yaml", {"command": "study"} | cfg.to_dict())  # for --config
-        write_json(out / "study.json", {"config": asdict(cfg), "steps": [s[1] for s in steps]})
+
+    def save_record() -> None:
+        write_json(
+            record,
+            {
+                "config": cfg.to_dict(),
+                "steps": [s[1] for s in steps],
+                "wall_time_s": earlier + time.perf_counter() - t0,
+            },
+        )
+
+    with open_run(claimed, cfg):
+        save_record()
         bar = tqdm(
-            steps,
+            list(zip(steps, configs, strict=True)),
             desc=f"study {cfg.dataset} ({cfg.budget})",
             unit="run",
             disable=not cfg.progress,
             dynamic_ncols=True,
         )
-        for kind, name, opts in bar:
-            run = out / "runs" / name
+        quiet = lambda *a, **k: None  # noqa: E731  (each run's own lines stay out of the bar)
+        for (kind, name, _), run_cfg in bar:
             bar.set_postfix_str(name)
-            if _finished(kind, run):
+            if _finished(kind, out / "runs" / name):
                 continue
-            opts = {k: (encoder if v == "@simclr" else v) for k, v in opts.items()}
-            opts = {k: v for k, v in opts.items() if v is not None}
-            opts["out"] = str(run)
-            quiet = lambda *a, **k: None  # noqa: E731  (each run's own lines stay out of the bar)
             if kind == "train":
-                train(TrainConfig.from_dict(opts), resume=True, log=quiet)
+                train(run_cfg, resume=True, log=quiet)
             elif kind == "pretrain":
-                pretrain(PretrainConfig.from_dict(opts), resume=True, log=quiet)
+                pretrain(run_cfg, resume=True, log=quiet)
             else:
-                probe(ProbeConfig.from_dict(opts), log=quiet)
+                probe(run_cfg, resume=True, log=quiet)
+            save_record()
         bar.close()
         _embeddings(cfg, out)
         best = best_runs(out, steps)
@@ -209,14 +208,11 @@ def run_study(cfg: StudyConfig, log=print) -> dict:
             if not (out / "runs" / name / "evaluation.json").is_file():
                 log(f"evaluating {family}: {name}")
                 evaluate_run(out / "runs" / name, n_boot=500)
-        # Wall time adds up over invocations (a resumed study keeps its earlier time).
-        prev = out / "summary.json"
-        earlier = json.loads(prev.read_text())["wall_time_s"] if prev.is_file() else 0.0
         summary = summarise(cfg, out, steps, best, earlier + time.perf_counter() - t0)
-        write_json(out / "summary.json", summary)
         from medssl.report_html import write_reports
 
         write_reports(out, summary)
+        write_json(out / "summary.json", summary)  # written last: marks a finished study
     return summary
 
 
@@ -232,7 +228,7 @@ def _embeddings(cfg: StudyConfig, out: Path) -> None:
         if (run / "embedding.csv").is_file() or not (run / "features.safetensors").is_file():
             continue
         targets = D.load_splits(cfg.dataset, cfg.data_root)["test"].targets.numpy()
-        feats = load_file(str(run / "features.safetensors"))["test"].astype(np.float64)
+        feats = load_file(str(run / "features.safetensors"))["test"].astype(np.float64)  # ours
         pos = info.label_names[info.default_positive]
         write_embedding(run, feats, targets.astype(np.int64), name, pos)
 
@@ -249,7 +245,7 @@ def best_runs(out: Path, steps: list) -> dict[str, str]:
     for family, prefix in families.items():
         names = [n for k, n, _ in steps if k == "train" and n.startswith(prefix)]
         scored = [
-            (json.loads((out / "runs" / n / "metrics.json").read_text())["val"]["auroc"], n)
+            (read_json(out / "runs" / n / "metrics.json", "metrics")["val"]["auroc"], n)
             for n in names
             if (out / "runs" / n / "metrics.json").is_file()
         ]
@@ -267,7 +263,7 @@ def summarise(cfg: StudyConfig, out: Path, steps: list, best: dict, wall_s: floa
     runs = out / "runs"
 
     def metrics(name: str) -> dict:
-        return json.loads((runs / name / "metrics.json").read_text())
+        return read_json(runs / name / "metrics.json", "metrics")
 
     b = BUDGETS[cfg.budget]
     supervised = {}
@@ -290,7 +286,7 @@ def summarise(cfg: StudyConfig, out: Path, steps: list, best: dict, wall_s: floa
         ("SSL linear probe", "probe-ssl"),
         ("random-encoder probe", "probe-random"),
     ):
-        efficiency[label] = json.loads((runs / name / "summary.json").read_text())["table"]
+        efficiency[label] = read_json(runs / name / "summary.json", "probe summary")["table"]
     for label, prefix in (("supervised from scratch", "ft-scratch"), ("SSL fine-tune", "ft-ssl")):
         rows = []
         for f in b["fractions"]:
@@ -301,10 +297,10 @@ def summarise(cfg: StudyConfig, out: Path, steps: list, best: dict, wall_s: floa
                 row[f"test_{key}"], row[f"test_{key}_std"] = mean, std
             rows.append(row)
         efficiency[label] = rows
-    pre = json.loads((runs / "simclr" / "pretrain.json").read_text())
+    pre = read_json(runs / "simclr" / "pretrain.json", "pretrain summary")
     init = runs / "simclr" / "knn_init.json"
     if pre.get("knn_val_auroc_init") is None and init.is_file():  # runs made before it existed
-        pre["knn_val_auroc_init"] = json.loads(init.read_text())["knn_val_auroc"]
+        pre["knn_val_auroc_init"] = read_json(init, "kNN monitor").get("knn_val_auroc")
     info = D.dataset_info(cfg.dataset)
     return {
         "dataset": cfg.dataset,

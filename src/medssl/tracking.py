@@ -36,6 +36,17 @@ def mlflow_uri(uri: str) -> str:
     return Path(uri).resolve().as_uri()
 
 
+def check_tracking(mlflow: str | None) -> None:
+    """Refuse --mlflow before anything is written when MLflow is not installed."""
+    if mlflow:
+        import importlib.util
+
+        if importlib.util.find_spec("mlflow") is None:
+            raise MedsslError(
+                "--mlflow needs MLflow: pip install 'medssl[mlflow]' (or mlflow-skinny)"
+            )
+
+
 class Tracker:
     """Logs one run's scalars and figures to TensorBoard and/or MLflow; a no-op when both off."""
 

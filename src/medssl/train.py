@@ -11,129 +11,23 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from medssl import data as D
-from medssl.augment import AugmentConfig, augment, resolve, to_float
+from medssl.artifacts import atomic_path, read_json, write_csv, write_json, write_jsonl
+from medssl.augment import AugmentConfig, augment, to_float
 from medssl.errors import MedsslError
 from medssl.losses import bce, class_weights, weighted_bce
 from medssl.metrics import binary_metrics
-from medssl.models import STEMS, Classifier, load_encoder_weights, metadata, save_model
-from medssl.rundir import (
-    atomic_path,
-    checkpoint_epoch,
-    config_from_dict,
-    drop_resume_state,
-    read_history,
-    resume_state,
-    run_lock,
-    write_csv,
-    write_history,
-    write_json,
-    write_yaml,
-)
-from medssl.tracking import Tracker
+from medssl.models import Classifier, load_encoder_weights, metadata, read_model, save_model
+from medssl.options import TrainConfig
+from medssl.rundir import claim, drop_resume_state, load_resume, open_run
+from medssl.tracking import Tracker, check_tracking
 
-
-@dataclass
-class TrainConfig:
-    """Every option of `medssl train`; validated on construction."""
-
-    dataset: str = "breastmnist"
-    data_root: str | None = None  # None: $MEDSSL_DATA_ROOT, else ~/.medmnist
-    out: str = "runs/train"
-    mode: str = "all"  # all: fine-tune everything; head: frozen encoder (and BN stats)
-    init: str = "scratch"  # scratch | imagenet | path to .pth / medssl .safetensors
-    loss: str = "bce"  # bce | weighted-bce
-    lr: float = 1e-3  # peak learning rate of the head (and of the encoder, times the scale)
-    encoder_lr_scale: float = 1.0  # encoder LR = lr * scale (e.g. 0.1 from an SSL encoder)
-    weight_decay: float = 1e-4  # lambda, on conv/linear weights only (not biases, not BN)
-    decay: str = "decoupled"  # decoupled (AdamW) | l2 (Adam with lambda/2 ||w||^2 in the loss)
-    lr_schedule: str = "cosine"  # cosine | exp | constant, per epoch
-    gamma: float = 0.9  # exp schedule: lr_t = lr * gamma^t
-    warmup_epochs: int = 0
-    epochs: int | None = None  # None: the dataset's default (BreastMNIST 30, PneumoniaMNIST 10)
-    batch_size: int = 128
-    seed: int = 0
-    label_fraction: float = 1.0
-    positive_class: str | None = None  # label (0/1) or name; None: the clinical default
-    stem: str | None = None  # None: the dataset's default (chosen on val AUROC, docs/results.md)
-    size: int = 28  # official MedMNIST file size: 28, 64, 128 or 224
-    resize: int | None = None  # optional on-device resize of every image
-    augment: str = "light"  # preset name (see medssl.augment.PRESETS)
-    augment_overrides: dict = field(default_factory=dict)
-    precision: str = "auto"  # auto (bf16 where the hardware has it, else fp32) | fp32 | bf16
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    eval_batch_size: int = 512
-    n_bins: int = 15  # ECE bins
-    download: bool = False
-    verify_md5: bool = False
-    progress: bool = True
-    tensorboard: bool = True  # event files in RUN_DIR/tensorboard
-    mlflow: str | None = None  # MLflow tracking URI or local folder; None: no MLflow
-
-    def __post_init__(self) -> None:
-        info = D.dataset_info(self.dataset)
-        if self.epochs is None:
-            self.epochs = info.default_epochs
-        if self.stem is None:  # an encoder file brings its own stem
-            self.stem = info.default_stem
-            if self.init.endswith(".safetensors") and Path(self.init).is_file():
-                from medssl.models import read_model
-
-                self.stem = read_model(self.init)[1].get("stem", self.stem)
-        choices = {
-            "stem": STEMS,
-            "mode": ("all", "head"),
-            "loss": ("bce", "weighted-bce"),
-            "decay": ("decoupled", "l2"),
-            "lr_schedule": ("cosine", "exp", "constant"),
-            "precision": ("auto", "fp32", "bf16"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise MedsslError(
-                    f"--{name.replace('_', '-')} must be one of {allowed}, got "
-                    f"{getattr(self, name)!r}"
-                )
-        positive = {
-            "lr": self.lr,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "eval_batch_size": self.eval_batch_size,
-            "n_bins": self.n_bins,
-        }
-        for name, value in positive.items():
-            if not value > 0:
-                raise MedsslError(f"--{name.replace('_', '-')} must be > 0, got {value}")
-        if self.weight_decay < 0 or self.encoder_lr_scale < 0 or self.warmup_epochs < 0:
-            raise MedsslError("--weight-decay, --encoder-lr-scale, --warmup-epochs must be >= 0")
-        if not 0 < self.gamma <= 1:
-            raise MedsslError(f"--gamma must be in (0, 1], got {self.gamma}")
-        if not 0 < self.label_fraction <= 1:
-            raise MedsslError(f"--label-fraction must be in (0, 1], got {self.label_fraction}")
-        if self.size not in D.SIZES:
-            raise MedsslError(f"--size must be one of {D.SIZES}, got {self.size}")
-        if self.resize is not None and self.resize < 8:
-            raise MedsslError(f"--resize must be >= 8 pixels, got {self.resize}")
-        if self.init not in ("scratch", "imagenet") and not Path(self.init).is_file():
-            raise MedsslError(f"--init {self.init}: no such file (or use scratch / imagenet)")
-        self.augment_config()  # validates preset and overrides
-
-    def augment_config(self) -> AugmentConfig:
-        return resolve(self.augment, self.augment_overrides)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        return config_from_dict(cls, d, "train")
+__all__ = ["TrainConfig", "train"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -286,71 +180,88 @@ def _checkpoint_state(model, opt, epoch, best, gen, history_len) -> dict:
     }
 
 
+RESUME_KEYS = (
+    "model",
+    "optimizer",
+    "epoch",
+    "best_auroc",
+    "best_epoch",
+    "generator",
+    "torch_rng",
+    "history_len",
+)
+
+
 def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     """Run one supervised training and write the run directory. Returns metrics.json's dict.
 
-    Run directory: config.yaml, history.jsonl, train_indices.csv, best.safetensors (+ .json),
-    last.pt (resume state, removed once metrics.json is written), metrics.json, predictions.csv,
-    learning_curves.png, reliability.png, roc.png.
+    Run directory: run.json, config.yaml, history.jsonl, train_indices.csv, best.safetensors
+    (+ .json), last.pt (resume state, removed once metrics.json is written), metrics.json,
+    predictions.csv, learning_curves.png, reliability.png, roc.png.
+    Everything that can fail on bad input (the folder, the device, data, model files, label
+    fraction, resume state) is checked before the first byte is written.
     """
     from medssl import plots
 
-    out = Path(cfg.out)
+    claimed = claim(cfg, resume)
+    if claimed.action == "finished":
+        log(f"{claimed.path} already holds this finished train run; nothing to do")
+        return read_json(claimed.path / "metrics.json", "metrics", require=("val", "test"))
+    out = claimed.path
     device = resolve_device(cfg.device)
+    check_tracking(cfg.mlflow)
     info = D.dataset_info(cfg.dataset)
     positive = D.resolve_positive(info, cfg.positive_class)
     pos_name = info.label_names[positive]
-    # Everything that can fail on bad input happens before the run directory is touched.
     splits = D.load_splits(
         cfg.dataset, cfg.data_root, positive, cfg.size, device, cfg.download, cfg.verify_md5
     )
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, device, log)
-    aug_cfg = cfg.augment_config()
     train_idx = D.stratified_subset(splits["train"].targets, cfg.label_fraction, cfg.seed)
     train_split = splits["train"].subset(train_idx)
-    resume, finished = resume_state(out, cfg.to_dict(), "metrics.json", resume, log)
-    if finished:
-        return finished
+    opt = make_optimizer(model, cfg)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
 
-    with run_lock(out):
-        write_yaml(out / "config.yaml", {"command": "train"} | cfg.to_dict())
+    def restore(state: dict) -> None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
+
+    state = load_resume(out, RESUME_KEYS, restore, log) if claimed.action == "resume" else None
+
+    with open_run(claimed, cfg):
         write_csv(
             out / "train_indices.csv",
             [{"index": int(i)} for i in train_split.indices.cpu().tolist()],
         )
-        start = checkpoint_epoch(out) + 1 if resume else 0
+        start = state["epoch"] + 1 if state else 0
         with contextlib.closing(
             Tracker(out, cfg.to_dict(), cfg.tensorboard, cfg.mlflow, start, f"medssl-{cfg.dataset}")
         ) as tracker:
-            result = _fit(
-                cfg,
-                model,
-                splits,
-                train_split,
-                aug_cfg,
-                device,
-                positive,
-                pos_name,
-                out,
-                resume,
-                log,
-                tracker,
-            )
-            model.load_state_dict(_load_best(out))
+            result = _fit(cfg, model, opt, gen, splits, train_split, out, state, log, tracker)
+            best, _ = read_model(out / "best.safetensors", "classifier")
+            model.load_state_dict(best)
             return _finish(cfg, model, splits, positive, pos_name, out, result, plots, tracker)
 
 
-def _load_best(out: Path) -> dict:
-    from medssl.models import read_model
+def _batches(perm: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """Index batches of `perm`; a last batch of ONE sample joins the one before it, since
+    BatchNorm cannot normalise a single sample at 1x1 spatial size (imagenet stem, 28 px)."""
+    chunks = list(perm.split(batch_size))
+    if len(chunks) > 1 and len(chunks[-1]) == 1:
+        chunks[-2:] = [torch.cat(chunks[-2:])]
+    return chunks
 
-    state, _ = read_model(out / "best.safetensors")
-    return state
 
-
-def _fit(
-    cfg, model, splits, train_split, aug_cfg, device, positive, pos_name, out, resume, log, tracker
-):
+def _fit(cfg, model, opt, gen, splits, train_split, out, state, log, tracker):
+    """The epoch loop from `state` (a restored checkpoint) or from epoch 0."""
+    device = train_split.images.device
+    aug_cfg = cfg.augment_config()
+    info = D.dataset_info(cfg.dataset)
+    positive = D.resolve_positive(info, cfg.positive_class)
+    pos_name = info.label_names[positive]
     n = len(train_split)
     n0, n1 = D.class_counts(train_split.targets)
     if cfg.loss == "weighted-bce":
@@ -359,8 +270,6 @@ def _fit(
         log(f"weighted BCE: N0={n0} N1={n1} -> w0={w0:.4f} w1={w1:.4f} (w_c = N / (2 N_c))")
     else:
         loss_fn = bce
-    opt = make_optimizer(model, cfg)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
     # Head-only without augmentation is logistic regression on fixed features (§7): compute the
     # features once and train the head on the cached tensor.
     cached = cfg.mode == "head" and aug_cfg == AugmentConfig()
@@ -377,16 +286,11 @@ def _fit(
         )
     history: list[dict] = []
     start_epoch, best = 0, (-math.inf, -1)
-    if resume:
-        state = torch.load(out / "last.pt", map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"].cpu())
-        torch.set_rng_state(state["torch_rng"].cpu())
+    if state:
         start_epoch, best = state["epoch"] + 1, (state["best_auroc"], state["best_epoch"])
-        history = read_history(out / "history.jsonl")[: state["history_len"]]
+        history = state["history"]
         log(f"resumed {out} at epoch {start_epoch} (best val AUROC {best[0]:.4f})")
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    steps_per_epoch = len(_batches(torch.arange(n), cfg.batch_size))
     log(
         f"{cfg.dataset}: train {n} (N0={n0}, N1={n1}), val {len(splits['val'])}, test "
         f"{len(splits['test'])}; positive class = label {positive} ({pos_name}); device {device}"
@@ -409,7 +313,7 @@ def _fit(
         perm = torch.randperm(n, generator=gen, device=device)
         loss_sum = torch.zeros((), device=device)
         bad_step = torch.full((), -1, device=device)
-        for step, idx in enumerate(perm.split(cfg.batch_size)):
+        for step, idx in enumerate(_batches(perm, cfg.batch_size)):
             y = train_split.targets[idx]
             if cached:  # logistic regression step on cached features, in float32
                 logits = model.forward_head(feats["train"][idx])
@@ -428,9 +332,14 @@ def _fit(
             # once per epoch, before anything of the epoch is saved.
             bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss.detach()), step, bad_step)
         if int(bad_step) >= 0:
+            kept = (
+                f"the checkpoint of epoch {epoch - 1} is kept in {out}"
+                if (out / "last.pt").is_file()
+                else "no checkpoint was saved"
+            )
             raise MedsslError(
-                f"non-finite loss at epoch {epoch}, step {int(bad_step)}; the last good "
-                f"checkpoint is kept in {out}; lower --lr and start a new run"
+                f"non-finite loss at epoch {epoch}, step {int(bad_step)}; {kept}; lower --lr "
+                f"and start a new run"
             )
         if cached:
             val_logits = model.forward_head(feats["val"]).detach()
@@ -477,7 +386,7 @@ def _fit(
                     val_auroc=val_auroc,
                 ),
             )
-        write_history(out / "history.jsonl", history)
+        write_jsonl(out / "history.jsonl", history)
         with atomic_path(out / "last.pt") as tmp:
             torch.save(_checkpoint_state(model, opt, epoch, best, gen, len(history)), tmp)
         bar.set_postfix(
