@@ -14,8 +14,10 @@ import torch
 
 from medssl import data as D
 from medssl.artifacts import read_yaml, write_json
-from medssl.pretrain import PretrainConfig, SimCLR, knn_monitor
-from medssl.train import resolve_device, resolve_precision
+from medssl.methods.simclr import SimCLR
+from medssl.monitor import knn_monitor
+from medssl.options import PretrainConfig
+from medssl.runtime import resolve_device, resolve_precision
 
 
 def main() -> None:

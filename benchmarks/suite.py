@@ -39,10 +39,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from medssl import data as D  # noqa: E402
 from medssl.augment import augment, preset, to_float, two_views  # noqa: E402
-from medssl.losses import bce, nt_xent  # noqa: E402
+from medssl.losses import bce  # noqa: E402
+from medssl.methods.simclr import SimCLR  # noqa: E402
 from medssl.models import Classifier, Encoder  # noqa: E402
-from medssl.pretrain import SimCLR  # noqa: E402
-from medssl.train import autocast, extract_features, resolve_precision  # noqa: E402
+from medssl.runtime import autocast, extract_features, resolve_precision  # noqa: E402
 
 # DataLoader worker counts for the conventional pipelines: 0, 2 and, on a machine with the
 # cores for it (a GPU box), 8, so the baseline is the best loader setting, not a starved one.
@@ -146,9 +146,8 @@ def bench_ssl(arrays, device, repeats, steps=8, batch=256) -> list[dict]:
             v1, v2 = two_views(to_float(images[idx]), cfg, gen)
             _sync(device)
             data.append(time.perf_counter() - t)
-            with autocast(device, precision):
-                z = model(torch.cat([v1, v2]))
-            loss = nt_xent(z[:batch].float(), z[batch:].float(), 0.2)
+            with autocast(device, precision):  # the package's own step: SimCLR.forward
+                loss = model(v1, v2)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -197,7 +196,7 @@ def bench_ssl(arrays, device, repeats, steps=8, batch=256) -> list[dict]:
             v2 = v2.to(device, non_blocking=True)
             _sync(device)
             data.append(time.perf_counter() - t)
-            z = model(torch.cat([v1, v2]))
+            z = model.embed(torch.cat([v1, v2]))
             loss = criterion(z[:batch], z[batch:])
             opt.zero_grad(set_to_none=True)
             loss.backward()

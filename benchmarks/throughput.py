@@ -23,7 +23,7 @@ import torch
 from medssl.augment import augment, preset
 from medssl.losses import bce
 from medssl.models import Classifier
-from medssl.train import autocast
+from medssl.runtime import autocast
 
 
 def step_time(stem: str, precision: str, device: torch.device, batch: int, repeats: int) -> list:

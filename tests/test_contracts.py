@@ -86,7 +86,9 @@ def world(tmp_path_factory, data_root):
         ),
         log=QUIET,
     )
-    real_lr = T.lr_factor
+    from medssl import engine as E
+
+    real_lr = E.lr_factor
 
     def stop_at_1(epoch, cfg):
         if epoch == 1:
@@ -94,7 +96,7 @@ def world(tmp_path_factory, data_root):
         return real_lr(epoch, cfg)
 
     with pytest.MonkeyPatch.context() as mp:  # interrupted after epoch 0's checkpoint
-        mp.setattr(T, "lr_factor", stop_at_1)
+        mp.setattr(E, "lr_factor", stop_at_1)
         with pytest.raises(KeyboardInterrupt):
             T.train(TrainConfig(**{**base, "epochs": 3}, out=str(runs / "interrupted")), log=QUIET)
         mp.setattr(T, "train", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -131,11 +133,18 @@ def world(tmp_path_factory, data_root):
         "t-runjson-cmd": ("run.json", b'{"command": "rm -rf"}'),
         "t-eval": ("evaluation.json", b"[1, 2, 3]"),
         "t-eval-temp": ("evaluation.json", b'{"temperature": -1, "operating_points": {}}'),
+        "t-runjson-list": ("run.json", b'{"command": ["train"]}'),
+        "t-metrics-empty": ("metrics.json", b'{"val": {}, "test": {}}'),
+        "t-metrics-name": (
+            "metrics.json",
+            (t / "metrics.json").read_bytes().replace(b'"name": "malignant"', b'"name": 5'),
+        ),
+        "t-eval-folder": ("evaluation.md", None),
     }
     for name, (file, data) in tampered.items():
         src = runs / "evaluated" if file == "evaluation.json" else t
         run = _link_copy(src, runs / name)
-        (run / file).unlink()
+        (run / file).unlink(missing_ok=True)
         if name == "t-keys":
             save_model(
                 enc,
@@ -154,6 +163,8 @@ def world(tmp_path_factory, data_root):
             meta = metadata("classifier", enc, dataset="breastmnist", positive_label=0)
             save_file(load_file(str(run / "x")), str(run / file), metadata=meta)
             (run / "x").unlink()
+        elif name == "t-eval-folder":
+            (run / file).mkdir()  # an output name that is a folder
         elif name == "t-dataset":
             m = Classifier("imagenet")
             save_model(
@@ -172,10 +183,49 @@ def world(tmp_path_factory, data_root):
         "i-trunc": ("last.pt", (i / "last.pt").read_bytes()[:20000]),
         "i-history": ("history.jsonl", b'{"epoch": 0\n'),
         "i-history-short": ("history.jsonl", b""),
+        "i-history-empty-row": ("history.jsonl", b"{}\n"),
+        "i-history-nan": (
+            "history.jsonl",
+            (i / "history.jsonl")
+            .read_bytes()
+            .replace(b'"val_auroc": ', b'"val_auroc": NaN, "x": '),
+        ),
+        "i-tensorboard-file": ("tensorboard", b"not a folder"),
+        "i-no-best": ("best.safetensors", None),
     }
     for name, (file, data) in resumes.items():
-        _replace(_link_copy(i, runs / name) / file, data)
+        run = _link_copy(i, runs / name)
+        if (run / file).is_dir():
+            shutil.rmtree(run / file)
+        if data is None:
+            (run / file).unlink()
+        else:
+            _replace(run / file, data)
+    state = torch.load(i / "last.pt", weights_only=True)
+    state["best_auroc"] = "high"
+    run = _link_copy(i, runs / "i-best-text")
+    (run / "last.pt").unlink()
+    torch.save(state, run / "last.pt")
+    # finished runs whose finish marker is damaged (the no-op must not crash)
+    for name, src, file, data in (
+        ("p-marker", "pretrain", "pretrain.json", b'{"x": 1}'),
+        ("pr-marker", "probe", "summary.json", b'{"table": []}'),
+    ):
+        _replace(_link_copy(runs / src, runs / name) / file, data)
+    s = _link_copy(runs / "study", runs / "s-walltime")
+    _replace(s / "study.json", b'{"wall_time_s": "abc"}')
+    s = _link_copy(runs / "study", runs / "s-step")
+    (s / "runs" / "sup-all-wbce-s0").mkdir(parents=True, exist_ok=True)
+    (s / "runs" / "sup-all-wbce-s0" / "run.json").write_text('{"command": "pretrain"}')
+    (root / "only-user-tmp").mkdir()
+    (root / "only-user-tmp" / ".notes.tmp").write_text("mine")
+    (root / "loop").symlink_to(root / "loop")
     torch.save({"a": 1}, bad / "foreign.pt")
+    torch.save({"conv1.weight": 5}, bad / "conv1int.pth")
+    torch.save({"conv1.weight": torch.zeros(64)}, bad / "conv1flat.pth")
+    from PIL import Image
+
+    Image.new("L", (10, 10)).save(bad / "holiday.png")
     torch.save(
         {
             "model": head.state_dict(),
@@ -260,6 +310,15 @@ def world(tmp_path_factory, data_root):
     for name, text in configs.items():
         (bad / f"{name}.yaml").write_text(text)
     (bad / "latin1.yaml").write_bytes("dataset: br\xe9astmnist\n".encode("latin-1"))
+    (bad / "nul.yaml").write_text('out: "a\\0b"\n')
+    for name, text in {
+        "blur-inf": "augment_overrides: {blur_prob: 1.0, blur_sigma: [.inf, .inf]}\n",
+        "rotation-nan": "augment_overrides: {rotation: .nan}\n",
+        "dup-key": "seed: 1\nseed: 2\n",
+        "dash-dup": "batch-size: 16\nbatch_size: 32\n",
+        "nouser": "data_root: ~nosuchuser_medssl/data\n",
+    }.items():
+        (bad / f"{name}.yaml").write_text(text)
     (root / "cwd").mkdir()
     assert not (root / "pwned").exists()
     return {
@@ -279,8 +338,15 @@ def world(tmp_path_factory, data_root):
                 "i-foreign",
                 "i-other-model",
                 "i-pickle",
+                "i-best-text",
+                "p-marker",
+                "pr-marker",
+                "s-walltime",
+                "s-step",
             )
         },
+        "only-user-tmp": str(root / "only-user-tmp"),
+        "loop": str(root / "loop"),
         "bad": str(bad),
         "foreign": str(root / "foreign"),
         "afile": str(root / "afile.txt"),
@@ -574,7 +640,7 @@ CASES = [
         "probe --c-grid nan --out {new}",
         r"--c-grid\[0\]: input should be a finite number",
     ),
-    ("probe-c-0", "probe --c-grid 0 --out {new}", "--c-grid: must be positive finite numbers"),
+    ("probe-c-0", "probe --c-grid 0 --out {new}", "--c-grid: must be numbers from 1e-8 to 1e8"),
     ("probe-c-neg", "probe --c-grid 1,-1 --out {new}", "--c-grid"),
     ("probe-c-empty", "probe --c-grid '' --out {new}", "--c-grid"),
     ("probe-max-iter-0", "probe --max-iter 0 --out {new}", "--max-iter"),
@@ -696,7 +762,7 @@ CASES = [
     (
         "resume-foreign",
         "train --config {i-foreign}/config.yaml --out {i-foreign} --resume",
-        r"last.pt: resume checkpoint lacks \['model'",
+        r"last.pt: resume checkpoint lacks \[.*'model'",
     ),
     (
         "resume-other-model",
@@ -794,12 +860,12 @@ CASES = [
     (
         "predict-out-predictions",
         "predict {train} {data}/breastmnist.npz:val_images --out {train}/predictions.csv",
-        "is a file of the `train` run",
+        "lies inside the `train` run folder",
     ),
     (
         "predict-out-metrics",
         "predict {train} {data}/breastmnist.npz:val_images --out {train}/metrics.json",
-        "is a file of the `train` run",
+        "lies inside the `train` run folder",
     ),
     (
         "predict-out-foreign",
@@ -870,7 +936,7 @@ CASES = [
     (
         "preview-out-run-figure",
         "augment-preview --out {train}/roc.png",
-        "is a file of the `train` run",
+        "lies inside the `train` run folder",
     ),
     (
         "preview-out-foreign",
@@ -880,6 +946,102 @@ CASES = [
     ("preview-out-folder", "augment-preview --out {foreign}", "is a folder"),
     ("data-export-foreign", "data --export-samples {foreign}", "not a new or empty folder"),
     ("data-export-file", "data --export-samples {afile}", "not a new or empty folder"),
+    # ---- found by an independent audit (each was a traceback, a write, or an overwrite) ----
+    ("cfg-blur-inf", "train --config {bad}/blur-inf.yaml --out {new}", "must be finite"),
+    ("cfg-rotation-nan", "train --config {bad}/rotation-nan.yaml --out {new}", "must be finite"),
+    ("cfg-out-nul", "train --config {bad}/nul.yaml", "NUL"),
+    ("cfg-dup-key", "train --config {bad}/dup-key.yaml --out {new}", "duplicate key 'seed'"),
+    ("cfg-dash-dup", "train --config {bad}/dash-dup.yaml --out {new}", "name the same options"),
+    ("cfg-nouser", "train --config {bad}/nouser.yaml --out {new}", "nosuchuser_medssl"),
+    ("out-nouser", "train --out ~nosuchuser_medssl/run", "nosuchuser_medssl"),
+    ("out-symlink-loop", "pretrain --out {loop}", "loop"),
+    ("out-only-user-tmp", "train --out {only-user-tmp}", "not a medssl run"),
+    ("out-inside-run", "train --out {train}/nested", "lies inside the run folder"),
+    ("probe-out-inside-run", "probe --out {pretrain}/tensorboard/p", "lies inside the run folder"),
+    (
+        "runjson-list",
+        "train --config {t-runjson-list}/config.yaml --out {t-runjson-list}",
+        "unknown command",
+    ),
+    ("evaluate-runjson-list", "evaluate {t-runjson-list}", "unknown command"),
+    (
+        "resume-empty-row",
+        "train --config {i-history-empty-row}/config.yaml --out {i-history-empty-row} --resume",
+        "not a history row of epoch 0",
+    ),
+    (
+        "resume-nan-row",
+        "train --config {i-history-nan}/config.yaml --out {i-history-nan} --resume",
+        "not a history row of epoch 0",
+    ),
+    (
+        "resume-best-text",
+        "train --config {i-best-text}/config.yaml --out {i-best-text} --resume",
+        "best_auroc / best_epoch are not numbers",
+    ),
+    (
+        "resume-no-best",
+        "train --config {i-no-best}/config.yaml --out {i-no-best} --resume",
+        "best.safetensors: model file not found",
+    ),
+    (
+        "resume-tensorboard-file",
+        "train --config {i-tensorboard-file}/config.yaml --out {i-tensorboard-file} --resume",
+        "tensorboard is not a folder",
+    ),
+    (
+        "noop-train-marker",
+        "train --config {t-metrics-empty}/config.yaml --out {t-metrics-empty}",
+        "metrics.json",
+    ),
+    (
+        "noop-pretrain-marker",
+        "pretrain --config {p-marker}/config.yaml --out {p-marker}",
+        "pretrain.json",
+    ),
+    (
+        "noop-probe-marker",
+        "probe --config {pr-marker}/config.yaml --out {pr-marker}",
+        "lacks its table",
+    ),
+    (
+        "study-walltime",
+        "study --config {s-walltime}/config.yaml --out {s-walltime} --resume",
+        "wall_time_s",
+    ),
+    (
+        "study-step-foreign",
+        "study --config {s-step}/config.yaml --out {s-step} --resume",
+        "is a `pretrain` run",
+    ),
+    ("compare-name-int", "compare {t-metrics-name}", "positive_class lacks its label or name"),
+    ("evaluate-output-folder", "evaluate {t-eval-folder} --no-images", "are folders or links"),
+    (
+        "train-init-conv1-int",
+        "train --init {bad}/conv1int.pth --out {new}",
+        "not a ResNet-18 state dict",
+    ),
+    (
+        "probe-encoder-conv1-flat",
+        "probe --encoder {bad}/conv1flat.pth --out {new}",
+        "not a ResNet-18 state dict",
+    ),
+    (
+        "preview-out-new-in-run",
+        "augment-preview --out {train}/pr.png",
+        "lies inside the `train` run folder",
+    ),
+    (
+        "predict-out-new-in-run",
+        "predict {train} {data}/breastmnist.npz:val_images --out {interrupted}/metrics.json",
+        "lies inside the `train` run folder",
+    ),
+    (
+        "preview-overwrite-png",
+        "augment-preview --out {bad}/holiday.png",
+        "exists and is not a PNG image medssl wrote",
+    ),
+    ("probe-c-denormal", "probe --c-grid 1e-320 --out {new}", "--c-grid"),
 ]
 
 
@@ -892,6 +1054,9 @@ def _snapshot(root: Path, cache: dict) -> dict[str, str]:
         snap[dirpath] = "dir"
         for name in filenames:
             p = os.path.join(dirpath, name)
+            if os.path.islink(p):
+                snap[p] = "link:" + os.readlink(p)
+                continue
             st = os.lstat(p)
             key = (st.st_ino, st.st_ctime_ns, st.st_size)
             if key not in cache:

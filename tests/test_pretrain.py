@@ -9,10 +9,14 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from medssl import data as D
+from medssl import engine as E
+from medssl import monitor as MON
 from medssl import pretrain as P
 from medssl.errors import MedsslError
 from medssl.losses import nt_xent
+from medssl.methods.simclr import SimCLR, distributed_nt_xent
 from medssl.models import ProjectionHead, read_model
+from medssl.runtime import extract_features
 
 
 def quiet(*a, **k):
@@ -76,26 +80,26 @@ def test_pretrain_outputs_and_resume(tmp_path, data_root, monkeypatch):
     assert full["knn_few_val_auroc_init"] is not None
     # the monitor's starting point: the randomly initialised encoder, before any step
     torch.manual_seed(0)
-    init_model = P.SimCLR("imagenet", (512, 512, 128))
+    init_model = SimCLR("imagenet", (512, 512, 128))
     splits = D.load_splits("breastmnist", data_root)
-    expect = P.knn_monitor(init_model.encoder, splits, _cfg(tmp_path, "x", data_root), "fp32")
+    expect = MON.knn_monitor(init_model.encoder, splits, _cfg(tmp_path, "x", data_root), "fp32")
     assert full["knn_val_auroc_init"] == pytest.approx(expect["knn_val_auroc"], abs=0.02)
     assert (
         json.loads((out / "knn_init.json").read_text())["knn_val_auroc"]
         == (full["knn_val_auroc_init"])
     )
 
-    real = P.lr_factor
+    real = E.lr_factor
 
     def crash(epoch, cfg):
         if epoch == 1:
             raise KeyboardInterrupt
         return real(epoch, cfg)
 
-    monkeypatch.setattr(P, "lr_factor", crash)
+    monkeypatch.setattr(E, "lr_factor", crash)
     with pytest.raises(KeyboardInterrupt):
         P.pretrain(_cfg(tmp_path, "cut", data_root, epochs=2), log=quiet)
-    monkeypatch.setattr(P, "lr_factor", real)
+    monkeypatch.setattr(E, "lr_factor", real)
     resumed = P.pretrain(_cfg(tmp_path, "cut", data_root, epochs=2), resume=True, log=quiet)
     assert resumed["final_loss"] == full["final_loss"]
     wa, _ = read_model(out / "encoder.safetensors")
@@ -141,43 +145,43 @@ def test_knn_scores_analytic():
     train = torch.tensor([[1.0, 0], [0.9, 0.1], [0, 1.0], [0.1, 0.9]])
     targets = torch.tensor([1.0, 1.0, 0.0, 0.0])
     query = torch.tensor([[1.0, 0.05], [0.05, 1.0]])
-    s = P.knn_scores(train, targets, query, k=2)
+    s = MON.knn_scores(train, targets, query, k=2)
     assert s[0] == pytest.approx(1.0) and s[1] == pytest.approx(0.0)
-    s = P.knn_scores(train, targets, query, k=4)
+    s = MON.knn_scores(train, targets, query, k=4)
     assert 0.5 < s[0] < 1 and 0 < s[1] < 0.5
 
 
 def test_few_label_banks_are_stratified_fixed_and_distinct():
     targets = torch.tensor([0.0] * 147 + [1.0] * 399)  # BreastMNIST's train balance
-    banks = P.knn_few_label_banks(targets, 50)
-    assert len(banks) == P.KNN_FEW_SUBSETS
+    banks = MON.knn_few_label_banks(targets, 50)
+    assert len(banks) == MON.KNN_FEW_SUBSETS
     for b in banks:
         assert len(b) == 50 and len(set(b.tolist())) == 50
         assert 0 < int((targets[b] == 0).sum()) < 50  # both classes, in proportion (13 : 37)
         assert int((targets[b] == 0).sum()) == round(50 / 546 * 147)
     assert not torch.equal(banks[0], banks[1])  # different subsets ...
-    again = P.knn_few_label_banks(targets, 50)
+    again = MON.knn_few_label_banks(targets, 50)
     assert all(torch.equal(a, b) for a, b in zip(banks, again, strict=True))  # ... every epoch
-    assert P.knn_few_label_banks(targets, 0) == [] and P.knn_few_label_banks(targets, 546) == []
+    assert MON.knn_few_label_banks(targets, 0) == [] and MON.knn_few_label_banks(targets, 546) == []
 
 
 def test_knn_monitor_few_label_bank_is_the_mean_over_subsets(data_root, tmp_path):
     torch.manual_seed(0)
-    enc = P.SimCLR("imagenet", (512, 512, 128)).encoder
+    enc = SimCLR("imagenet", (512, 512, 128)).encoder
     splits = D.load_splits("breastmnist", data_root)
     cfg = _cfg(tmp_path, "m", data_root, knn_labels=40)
-    m = P.knn_monitor(enc, splits, cfg, "fp32")
+    m = MON.knn_monitor(enc, splits, cfg, "fp32")
     assert m["knn_few_labels"] == 40 and 0 <= m["knn_few_val_auroc"] <= 1
     # written out: kNN over each bank's features, AUROC against val, then the mean
-    feats = P.extract_features(enc, splits["train"].images, 512, None, "fp32")
-    val = P.extract_features(enc, splits["val"].images, 512, None, "fp32")
+    feats = extract_features(enc, splits["train"].images, 512, None, "fp32")
+    val = extract_features(enc, splits["val"].images, 512, None, "fp32")
     y = splits["val"].targets.numpy()
     expect = [
-        P.auroc(y, P.knn_scores(feats[b], splits["train"].targets[b], val, 20).double().numpy())
-        for b in P.knn_few_label_banks(splits["train"].targets, 40)
+        MON.auroc(y, MON.knn_scores(feats[b], splits["train"].targets[b], val, 20).double().numpy())
+        for b in MON.knn_few_label_banks(splits["train"].targets, 40)
     ]
     assert m["knn_few_val_auroc"] == pytest.approx(sum(expect) / len(expect), abs=1e-9)
-    off = P.knn_monitor(enc, splits, _cfg(tmp_path, "o", data_root, knn_labels=0), "fp32")
+    off = MON.knn_monitor(enc, splits, _cfg(tmp_path, "o", data_root, knn_labels=0), "fp32")
     assert "knn_few_val_auroc" not in off and off["knn_val_auroc"] == m["knn_val_auroc"]
 
 
@@ -210,7 +214,7 @@ def _ddp_worker(rank, world, init_file, z1, z2, weight, tau, results):
     ddp = torch.nn.parallel.DistributedDataParallel(model)
     b = len(z1) // world
     sl = slice(rank * b, (rank + 1) * b)
-    loss = P.distributed_nt_xent(ddp(z1[sl]), ddp(z2[sl]), tau)
+    loss = distributed_nt_xent(ddp(z1[sl]), ddp(z2[sl]), tau)
     loss.backward()
     results[rank] = (loss.detach().clone(), model.weight.grad.detach().clone())
     dist.destroy_process_group()

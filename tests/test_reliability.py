@@ -66,7 +66,7 @@ def test_kill9_mid_run_then_resume_matches_uninterrupted(tmp_path, data_root):
     res = _medssl("train", *TRAIN, "--data-root", str(data_root), "--out", str(out), "--resume")
     assert res.wait(timeout=600) == 0, res.stderr.read()
     assert "resumed" in res.stdout.read() + res.stderr.read()
-    assert not list(out.glob(".*.tmp"))  # a killed writer's temp files are cleared on resume
+    assert not list(out.glob(".*.medssl-tmp"))  # a killed writer's temp files are cleared on resume
     assert (out / "predictions.csv").read_text() == (
         tmp_path / "ref" / "predictions.csv"
     ).read_text()

@@ -16,13 +16,26 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 def test_plan_and_options():
     steps = plan(StudyConfig(budget="standard"))
-    names = [n for _, n, _ in steps]
+    names = [s.name for s in steps]
     assert len(names) == len(set(names))
     b = BUDGETS["standard"]
-    assert sum(n.startswith("ft-ssl-") for n in names) == len(b["fractions"]) * len(b["seeds"])
+    ft = [s for s in steps if s.family == "ft-ssl"]
+    assert len(ft) == len(b["fractions"]) * len(b["seeds"]) and {s.method for s in ft} == {"simclr"}
     assert names.index("simclr") < names.index("probe-ssl") < names.index("ft-ssl-f1-s0")
     with pytest.raises(MedsslError, match="budget"):
         StudyConfig(budget="huge")
+    # several methods: one pretraining, one probe and one fine-tune family each, typed fields
+    many = plan(StudyConfig(budget="quick", methods="all"))
+    pre = [s for s in many if s.kind == "pretrain"]
+    assert [s.method for s in pre] == list(StudyConfig(methods="all").methods) and len(pre) == 7
+    assert {s.options["encoder"] for s in many if s.kind == "probe" and s.method} == {
+        f"@{s.name}" for s in pre
+    }
+    byol = [s for s in many if s.family == "ft-ssl" and s.method == "byol"]
+    assert [(s.fraction, s.seed) for s in byol] == [(0.1, 0), (1.0, 0)]
+    assert StudyConfig(methods="byol,byol,simclr").methods == ["byol", "simclr"]
+    with pytest.raises(MedsslError, match="methods"):
+        StudyConfig(methods="simclr,swav")
 
 
 @pytest.mark.slow
@@ -41,6 +54,8 @@ def test_smoke_study_report_renders_offline(tmp_path, data_root):
         str(out),
         "--budget",
         "smoke",
+        "--methods",
+        "simclr,byol",
         "--no-progress",
     ]
     r = subprocess.run(cmd, capture_output=True, text=True)
@@ -48,16 +63,22 @@ def test_smoke_study_report_renders_offline(tmp_path, data_root):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["positive_class"]["name"] == "malignant"
     assert set(summary["label_efficiency"]) == {
-        "SSL linear probe",
+        "SimCLR linear probe",
+        "BYOL linear probe",
         "random-encoder probe",
         "supervised from scratch",
-        "SSL fine-tune",
+        "SimCLR fine-tune",
+        "BYOL fine-tune",
     }
+    probes = summary["probe_val_auroc"]  # the method is chosen on validation, never on test
+    assert summary["best_method"]["method"] == max(probes, key=probes.get)
+    assert set(summary["pretrain"]) == {"simclr", "byol"}
     page = (out / "report.html").read_text()
     for section in (
         "id='supervised'",
         "id='label-efficiency'",
         "id='ssl'",
+        "id='methods'",
         "id='representations'",
         "id='evaluation'",
     ):
@@ -73,7 +94,8 @@ def test_smoke_study_report_renders_offline(tmp_path, data_root):
     assert again.returncode == 0 and "nothing to do" in again.stdout
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     # ... and only the same study: another budget into this folder is refused, one line
-    other = subprocess.run(cmd[:-2] + ["quick", "--no-progress"], capture_output=True, text=True)
+    quick = ["quick" if a == "smoke" else a for a in cmd]
+    other = subprocess.run(quick, capture_output=True, text=True)
     assert other.returncode == 2 and other.stderr.count("\n") == 1
     assert "finished study run with other options (budget)" in other.stderr
 

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from medssl import engine as E
 from medssl import train as T
 from medssl.pretrain import PretrainConfig, pretrain
 from medssl.tracking import Tracker, mlflow_uri, read_scalars
@@ -61,17 +62,17 @@ def _cfg(tmp_path, data_root, name, **kw):
 
 
 def test_train_events_match_history_and_resume_does_not_fork(tmp_path, data_root, monkeypatch):
-    real = T.lr_factor
+    real = E.lr_factor
 
     def crash_at_2(epoch, cfg):
         if epoch == 2:
             raise KeyboardInterrupt
         return real(epoch, cfg)
 
-    monkeypatch.setattr(T, "lr_factor", crash_at_2)
+    monkeypatch.setattr(E, "lr_factor", crash_at_2)
     with pytest.raises(KeyboardInterrupt):
         T.train(_cfg(tmp_path, data_root, "r"), log=quiet)
-    monkeypatch.setattr(T, "lr_factor", real)
+    monkeypatch.setattr(E, "lr_factor", real)
     m = T.train(_cfg(tmp_path, data_root, "r"), resume=True, log=quiet)
 
     run = tmp_path / "r"

@@ -8,6 +8,8 @@ import sys
 import pytest
 import torch
 
+from medssl import engine as E
+from medssl import runtime as R
 from medssl import train as T
 from medssl.errors import MedsslError
 from medssl.models import Classifier, read_model
@@ -91,20 +93,20 @@ def test_same_seed_same_numbers_and_resume_is_exact(tmp_path, data_root, monkeyp
     assert pa == (tmp_path / "b" / "predictions.csv").read_text()
 
     # Interrupt run c when epoch 2 starts, then resume it: same predictions as run a.
-    real = T.lr_factor
+    real = E.lr_factor
 
     def crash_at_2(epoch, cfg):
         if epoch == 2:
             raise KeyboardInterrupt
         return real(epoch, cfg)
 
-    monkeypatch.setattr(T, "lr_factor", crash_at_2)
+    monkeypatch.setattr(E, "lr_factor", crash_at_2)
     with pytest.raises(KeyboardInterrupt):
         T.train(_cfg(tmp_path, "c", **kw), log=quiet)
     assert not (tmp_path / "c" / "metrics.json").exists()
     assert not (tmp_path / "c" / ".lock").exists()
     assert (tmp_path / "c" / "last.pt").is_file()  # the interrupted run keeps its resume state
-    monkeypatch.setattr(T, "lr_factor", real)
+    monkeypatch.setattr(E, "lr_factor", real)
     with pytest.raises(MedsslError, match="options differ"):
         T.train(_cfg(tmp_path, "c", **{**kw, "lr": 0.5}), resume=True, log=quiet)
     c = T.train(_cfg(tmp_path, "c", **kw), resume=True, log=quiet)
@@ -177,11 +179,11 @@ def test_no_decay_on_biases_and_bn():
 
 def test_lr_schedules():
     exp = T.TrainConfig(lr_schedule="exp", gamma=0.8, epochs=10)
-    assert [T.lr_factor(t, exp) for t in range(3)] == pytest.approx([1, 0.8, 0.64])  # §8
+    assert [E.lr_factor(t, exp) for t in range(3)] == pytest.approx([1, 0.8, 0.64])  # §8
     cos = T.TrainConfig(lr_schedule="cosine", epochs=10)
-    assert T.lr_factor(0, cos) == 1 and T.lr_factor(5, cos) == pytest.approx(0.5)
+    assert E.lr_factor(0, cos) == 1 and E.lr_factor(5, cos) == pytest.approx(0.5)
     warm = T.TrainConfig(lr_schedule="constant", warmup_epochs=3, epochs=10)
-    assert [T.lr_factor(t, warm) for t in range(5)] == pytest.approx([0.25, 0.5, 0.75, 1, 1])
+    assert [E.lr_factor(t, warm) for t in range(5)] == pytest.approx([0.25, 0.5, 0.75, 1, 1])
 
 
 @pytest.mark.parametrize(
@@ -256,18 +258,18 @@ def test_every_subcommand_has_a_handler_and_help():
 
 
 def test_resolve_device_checks_names_and_turns_on_cudnn_autotuning(monkeypatch):
-    assert T.resolve_device("cpu") == torch.device("cpu")
+    assert R.resolve_device("cpu") == torch.device("cpu")
     for bad in ("tpu", "banana", "meta"):
         with pytest.raises(MedsslError, match="--device must be auto, cpu, cuda or cuda:N"):
-            T.resolve_device(bad)
+            R.resolve_device(bad)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(MedsslError, match="no CUDA device"):
-        T.resolve_device("cuda")
-    assert T.resolve_device("auto") == torch.device("cpu")
+        R.resolve_device("cuda")
+    assert R.resolve_device("auto") == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     with pytest.raises(MedsslError, match="only 1 CUDA device"):
-        T.resolve_device("cuda:3")
-    assert T.resolve_device("cuda:0") == torch.device("cuda", 0)
+        R.resolve_device("cuda:3")
+    assert R.resolve_device("cuda:0") == torch.device("cuda", 0)
     assert torch.backends.cudnn.benchmark is True

@@ -24,9 +24,24 @@ import yaml
 
 from medssl.errors import MedsslError
 
+# Temp files of atomic writes end so; a run folder's stale ones (a killed writer) are removed,
+# and nothing else is.
+TEMP_SUFFIX = ".medssl-tmp"
+
 # Larger images are refused before their pixels are decoded (a PNG header can claim
 # 30000 x 30000 in a few bytes). 64 Mpx is ~45x a 1200 x 1200 radiograph.
 MAX_IMAGE_PIXELS = 64 * 1024 * 1024
+
+
+def expand(path: str | os.PathLike) -> Path:
+    """`path` with ~ expanded; a path that cannot be a file name is one MedsslError line."""
+    text = os.fspath(path)
+    if "\0" in text:
+        raise MedsslError(f"{text!r}: a path cannot hold a NUL character")
+    try:
+        return Path(text).expanduser()
+    except RuntimeError as exc:  # ~user of an unknown user
+        raise MedsslError(f"{text}: {exc}") from None
 
 
 # ---- writing ----
@@ -44,7 +59,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     """Yield a temp path next to `path`; on success it replaces `path` in one rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -119,11 +134,32 @@ def read_text(path: Path | str, what: str = "text file") -> str:
         return Path(path).read_text(encoding="utf-8")
 
 
+class _SafeUniqueLoader(yaml.SafeLoader):
+    """yaml's safe loader that refuses a key given twice in one mapping (the second would win
+    silently)."""
+
+
+def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False):
+    seen = []
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.append(key)
+    return loader.construct_mapping(node, deep)
+
+
+_SafeUniqueLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def read_yaml(path: Path | str, what: str = "YAML file") -> dict:
-    """A YAML mapping with string keys, read with the safe loader (no object construction)."""
+    """A YAML mapping with string keys, read with the safe loader (no object construction, no
+    duplicate keys)."""
     text = read_text(path, what)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_SafeUniqueLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         raise MedsslError(f"{path}: cannot read YAML ({_short(exc).split(' in ')[0]})") from None
     if data is None:

@@ -37,6 +37,9 @@ class AugmentConfig:
     blur_sigma: tuple[float, float] = (0.1, 1.0)  # blur sigma range in pixels
 
     def __post_init__(self) -> None:
+        values = [v for x in asdict(self).values() for v in (x if isinstance(x, tuple) else (x,))]
+        if not all(math.isfinite(v) for v in values):
+            raise MedsslError(f"augmentation values must be finite numbers, got {self.to_dict()}")
         lo, hi = self.crop_area
         if not 0 < lo <= hi <= 1:
             raise MedsslError(f"crop_area must satisfy 0 < min <= max <= 1, got {self.crop_area}")
@@ -267,7 +270,7 @@ def preview(cfg) -> str:
     from medssl import plots
     from medssl.rundir import check_output_file
 
-    out = check_output_file(cfg.out, b"\x89PNG", "PNG image")
+    out = check_output_file(cfg.out, plots.written_by("augment-preview"), "PNG image")
     train = D.load_splits(cfg.dataset, cfg.data_root)["train"]
     gen = torch.Generator().manual_seed(cfg.seed)
     idx = torch.randperm(len(train), generator=gen)[: cfg.images]
@@ -275,4 +278,5 @@ def preview(cfg) -> str:
     views = augment(x.repeat_interleave(cfg.views, 0), preset(cfg.augment), gen)
     views = views.view(len(idx), cfg.views, *x.shape[-2:]).numpy()
     title = f"{cfg.dataset}: preset {cfg.augment}"
-    return str(plots.plot_augmentation_grid(x[:, 0].numpy(), views, out, title=title))
+    grid = plots.plot_augmentation_grid(x[:, 0].numpy(), views, out, title=title)
+    return str(grid)

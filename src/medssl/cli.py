@@ -80,7 +80,11 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, Options]:
     from_file: dict = {}
     config = getattr(ns, "config", None)
     if config:
-        from_file = {k.replace("-", "_"): v for k, v in read_yaml(config).items()}
+        raw = read_yaml(config)
+        from_file = {k.replace("-", "_"): v for k, v in raw.items()}
+        if len(from_file) < len(raw):
+            twice = sorted(k for k in raw if k.replace("-", "_") in raw and "-" in k)
+            raise MedsslError(f"{config}: {twice} and their underscore forms name the same options")
         named = from_file.pop("command", cls.command)
         if named != cls.command:
             raise MedsslError(f"{config} is a `{named}` config; run `medssl {named} --config ...`")

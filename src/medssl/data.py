@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medssl.artifacts import read_arrays
+from medssl.artifacts import expand, read_arrays
 from medssl.errors import MedsslError
 from medssl.options import SIZES
 
@@ -69,8 +69,8 @@ def default_data_root() -> Path:
     """Data root: $MEDSSL_DATA_ROOT if set, else medmnist's default (~/.medmnist)."""
     env = os.environ.get(DATA_ROOT_ENV)
     if env:
-        return Path(env).expanduser()
-    return Path("~/.medmnist").expanduser()
+        return expand(env)
+    return expand("~/.medmnist")
 
 
 def resolve_positive(info: DatasetInfo, positive: int | str | None) -> int:
@@ -128,7 +128,7 @@ def load_arrays(
     info = dataset_info(name)
     if size not in SIZES:
         raise MedsslError(f"--size must be one of {SIZES}, got {size}")
-    root = Path(root).expanduser() if root is not None else default_data_root()
+    root = expand(root) if root is not None else default_data_root()
     path = root / npz_filename(name, size)
     if download and not path.is_file():
         _download(info, root, size)
@@ -273,7 +273,7 @@ def dataset_summary(
     """What `medssl data` shows for one dataset: label meanings, default positive class, and,
     when the file is present, its MD5 check and class balance per split."""
     info = dataset_info(name)
-    root = Path(root).expanduser() if root is not None else default_data_root()
+    root = expand(root) if root is not None else default_data_root()
     path = root / npz_filename(name, size)
     out = {
         "dataset": name,
@@ -304,7 +304,7 @@ def data_command(cfg, log=print) -> None:
     written: missing files or a differing MD5 raise one line at the end, after the report, and
     `--export-samples DIR` (a new or empty folder) writes PNGs only when all files are good."""
     names = [cfg.dataset] if cfg.dataset else sorted(DATASETS)
-    export = Path(cfg.export_samples).expanduser() if cfg.export_samples else None
+    export = expand(cfg.export_samples) if cfg.export_samples else None
     if export is not None and (export.is_file() or (export.is_dir() and any(export.iterdir()))):
         raise MedsslError(f"--export-samples {export}: not a new or empty folder; name another")
     missing, bad_md5 = [], []

@@ -22,6 +22,7 @@ from medssl.metrics import expected_calibration_error as ece
 from medssl.models import Classifier, load_state, read_model
 from medssl.operating_points import operating_points, target_on_test
 from medssl.options import TrainConfig
+from medssl.report import read_metrics
 from medssl.robustness import robustness_suite
 from medssl.rundir import record_added, require_finished, run_lock
 
@@ -53,9 +54,7 @@ def load_classifier_run(run_dir: Path | str, user: str) -> ClassifierRun:
         raise MedsslError(
             msg if msg.startswith(str(path)) else f"{path}/config.yaml: {msg}"
         ) from None
-    metrics = read_json(
-        path / "metrics.json", "metrics", require=("dataset", "positive_class", "val", "test")
-    )
+    metrics = read_metrics(path / "metrics.json")
     positive = D.resolve_positive(D.dataset_info(cfg.dataset), cfg.positive_class)
     state, _ = read_model(
         path / "best.safetensors",
@@ -157,6 +156,10 @@ def evaluate_run(
     result["operating_points"] = operating_points(
         val["target"], val["logit"], test["target"], test["logit"], target_sensitivity, target_fpr
     )
+    outputs = OUTPUTS + (IMAGE_OUTPUTS if images else ())
+    blocked = [f for f in outputs if (run.path / f).is_dir() or (run.path / f).is_symlink()]
+    if blocked:
+        raise MedsslError(f"{run.path}: {blocked} are folders or links, not evaluate's files")
     checks = _image_checks(run, result, test, gallery_k, seed) if images else None
     if checks:
         result["robustness"] = checks["rows"]

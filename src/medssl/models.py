@@ -106,10 +106,18 @@ class Classifier(nn.Module):
 class ProjectionHead(nn.Module):
     """g_phi: MLP h (d) -> z (k), Linear-BN-ReLU between layers (contrastive-ssl-theory.md §2).
 
-    `dims` = (d, hidden..., k), default (512, 512, 128) as in SimCLR.
+    `dims` = (d, hidden..., k), default (512, 512, 128) as in SimCLR. The other methods' heads
+    vary it: `batchnorm=False` (MoCo v2's Linear-ReLU-Linear), `last_bn` (SimSiam's projector
+    ends with BatchNorm), `last_bias=False` (Barlow Twins).
     """
 
-    def __init__(self, dims: tuple[int, ...] = (512, 512, 128)) -> None:
+    def __init__(
+        self,
+        dims: tuple[int, ...] = (512, 512, 128),
+        batchnorm: bool = True,
+        last_bn: bool = False,
+        last_bias: bool = True,
+    ) -> None:
         super().__init__()
         if len(dims) < 2 or any(d <= 0 for d in dims):
             raise MedsslError(f"projection dims must be >= 2 positive sizes, got {dims}")
@@ -117,9 +125,13 @@ class ProjectionHead(nn.Module):
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
             last = i == len(dims) - 2
-            layers.append(nn.Linear(a, b, bias=last))
             if not last:
-                layers += [nn.BatchNorm1d(b), nn.ReLU(inplace=True)]
+                layers.append(nn.Linear(a, b, bias=not batchnorm))
+                layers += [nn.BatchNorm1d(b)] if batchnorm else []
+                layers.append(nn.ReLU(inplace=True))
+            else:
+                layers.append(nn.Linear(a, b, bias=last_bias and not last_bn))
+                layers += [nn.BatchNorm1d(b)] if last_bn else []
         self.net = nn.Sequential(*layers)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -234,6 +246,11 @@ def imagenet_state_dict(path: Path | str | None = None) -> dict[str, torch.Tenso
         state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or "conv1.weight" not in state:
         raise MedsslError(f"{path}: not a torchvision ResNet-18 state dict (no conv1.weight)")
+    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if bad or state["conv1.weight"].ndim != 4:
+        raise MedsslError(
+            f"{path}: not a ResNet-18 state dict ({bad[:2] or 'conv1.weight'} malformed)"
+        )
     return state
 
 

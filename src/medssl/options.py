@@ -59,6 +59,17 @@ def _comma_list(value: Any) -> Any:
     return value
 
 
+METHODS = ("simclr", "moco", "byol", "simsiam", "barlow", "vicreg", "dino")
+
+
+def _methods(value: Any) -> Any:
+    """'all' -> every method; 'simclr,byol' -> a list; duplicates dropped, order kept."""
+    items = _comma_list(value)
+    if items == ["all"]:
+        return list(METHODS)
+    return list(dict.fromkeys(items)) if isinstance(items, list) else items
+
+
 def _dataset(name: str) -> str:
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; supported: {', '.join(DATASETS)}")
@@ -80,6 +91,19 @@ def _device(name: str) -> str:
 def _not_blank(path: str) -> str:
     if not path.strip():
         raise ValueError("must name a folder or file, not an empty string")
+    return _path(path)
+
+
+def _path(path: str | None) -> str | None:
+    """A value that names a file or folder: no NUL, and a ~user that exists."""
+    if path is None:
+        return None
+    if "\0" in path:
+        raise ValueError("a path cannot hold a NUL character")
+    try:
+        Path(path).expanduser()
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: {str(exc).rstrip('.').lower()}") from None
     return path
 
 
@@ -93,6 +117,7 @@ Dataset = Annotated[
 ]
 DataRoot = Annotated[
     str | None,
+    AfterValidator(_path),
     Field(
         description="folder with the medmnist npz files (unset: `$MEDSSL_DATA_ROOT`, else "
         "`~/.medmnist`)"
@@ -259,7 +284,13 @@ _FILES_LATER: ContextVar[bool] = ContextVar("files_later", default=False)
 
 
 def _check_file_option(value: str, name: str, keywords: tuple[str, ...]) -> None:
-    if value in keywords or _FILES_LATER.get():
+    if value in keywords:
+        return
+    try:
+        _path(value)
+    except ValueError as exc:
+        raise MedsslError(f"--{name} {value!r}: {exc}") from None
+    if _FILES_LATER.get():
         return
     if not Path(value).is_file():
         raise MedsslError(f"--{name} {value}: no such file (or use {' / '.join(keywords)})")
@@ -365,32 +396,71 @@ class TrainConfig(Options):
 
 class PretrainConfig(Options):
     command: ClassVar[str] = "pretrain"
-    summary: ClassVar[str] = "SimCLR self-supervised pretraining (NT-Xent) on unlabeled images"
+    summary: ClassVar[str] = (
+        "self-supervised pretraining (SimCLR, MoCo, BYOL, ...) on unlabeled images"
+    )
     description: ClassVar[str] = (
-        "SimCLR pretraining of the ResNet-18 encoder on the training images (labels unused) "
-        "with a projection MLP and NT-Xent; a kNN monitor on validation shows progress. Writes "
-        "encoder.safetensors for `medssl train --init` and `medssl probe --encoder`. "
-        "Multi-GPU/-node: launch with torchrun."
+        "Pretrain the ResNet-18 encoder on the training images (labels unused) with a "
+        "self-supervised method (SimCLR by default; MoCo v2, BYOL, SimSiam, Barlow Twins, "
+        "VICReg, DINO); a kNN monitor on validation shows progress. Writes encoder.safetensors "
+        "for `medssl train --init` and `medssl probe --encoder`. Multi-GPU/-node: launch with "
+        "torchrun."
     )
     flags: ClassVar[tuple[str, ...]] = Options.flags + ("resume",)
 
     dataset: Dataset = "breastmnist"
     data_root: DataRoot = None
     out: OutDir = "runs/pretrain"
+    method: Literal["simclr", "moco", "byol", "simsiam", "barlow", "vicreg", "dino"] = opt(
+        "simclr",
+        "`simclr` \\| `moco` (v2) \\| `byol` \\| `simsiam` \\| `barlow` (Barlow Twins) "
+        "\\| `vicreg` \\| `dino`; each method's recipe: docs/methods.md",
+    )
     epochs: int = opt(100, "pretraining epochs", ge=1, le=100000)
     batch_size: int = opt(
-        256, "images per step (2 views each; >= 2: NT-Xent needs negatives)", ge=2, le=65536
+        256, "images per step (2 views each; >= 2: the losses compare samples)", ge=2, le=65536
     )
-    lr: float = opt(2e-3, "AdamW peak learning rate", gt=0, le=10)
-    weight_decay: float = opt(1e-4, "lambda on conv/linear weights", ge=0, le=10)
-    temperature: float = opt(0.2, "NT-Xent temperature tau > 0", gt=0, le=100)
+    lr: float | None = opt(
+        None, "AdamW peak learning rate (unset: the method's)", shown="by method", gt=0, le=10
+    )
+    weight_decay: float | None = opt(
+        None, "lambda on conv/linear weights (unset: the method's)", shown="by method", ge=0, le=10
+    )
+    temperature: float | None = opt(
+        None,
+        "temperature tau > 0 of NT-Xent (SimCLR) and InfoNCE (MoCo); DINO's student "
+        "temperature (unset: the method's)",
+        shown="by method",
+        gt=0,
+        le=100,
+    )
+    momentum: float | None = opt(
+        None,
+        "base momentum of the EMA teacher (MoCo, BYOL, DINO; BYOL and DINO raise it to 1 on a "
+        "cosine; unset: the method's)",
+        shown="by method",
+        ge=0,
+        lt=1,
+    )
+    queue_size: int | None = opt(
+        None,
+        "MoCo's queue of negatives (at most the training images; unset: the method's)",
+        shown="by method",
+        ge=0,
+        le=10**6,
+    )
     lr_schedule: Schedule = "cosine"
     gamma: float = opt(0.98, "exp schedule factor: lr_t = lr × gamma^t", gt=0, le=1)
     warmup_epochs: int = opt(5, "linear warm-up epochs", ge=0, le=100000)
     stem: Stem = "imagenet"
-    proj_dims: Annotated[
-        list[Annotated[int, Field(ge=1, le=65536)]], BeforeValidator(_comma_list)
-    ] = opt([512, 512, 128], "projection MLP sizes d,hidden...,k (d = 512)", shown="512,512,128")
+    proj_dims: (
+        Annotated[list[Annotated[int, Field(ge=1, le=65536)]], BeforeValidator(_comma_list)] | None
+    ) = opt(
+        None,
+        "projection MLP sizes d,hidden...,k (d = 512; unset: the method's)",
+        shown="by method",
+    )
+    sync_bn: bool = opt(False, "SyncBatchNorm across torchrun processes")
     augment: str | None = opt(
         None,
         "augmentation preset (unset: the modality's SimCLR preset, `simclr-ultrasound` or "
@@ -423,19 +493,25 @@ class PretrainConfig(Options):
 
     @field_validator("proj_dims")
     @classmethod
-    def _proj_dims(cls, dims: list[int]) -> list[int]:
-        if len(dims) < 2 or dims[0] != 512:
+    def _proj_dims(cls, dims: list[int] | None) -> list[int] | None:
+        if dims is not None and (len(dims) < 2 or dims[0] != 512):
             raise ValueError("must start with 512 (the encoder's features) and have >= 2 sizes")
         return dims
 
     @model_validator(mode="after")
     def _resolve(self) -> PretrainConfig:
+        from importlib import import_module
+
         from medssl import data as D
         from medssl.augment import MODALITY_PRESETS
 
         if self.augment is None:
             self.augment = MODALITY_PRESETS[D.dataset_info(self.dataset).modality]
         self.augment_config()
+        recipe = import_module(f"medssl.methods.{self.method}").DEFAULTS
+        for key, value in recipe.items():  # the method's recipe fills what is unset
+            if getattr(self, key) is None:
+                setattr(self, key, value)
         return self
 
     def projection_dims(self) -> tuple[int, ...]:
@@ -448,8 +524,8 @@ class PretrainConfig(Options):
 
 
 def _finite_positive(values: list[float]) -> list[float]:
-    if any(not (math.isfinite(v) and v > 0) for v in values):
-        raise ValueError(f"must be positive finite numbers, got {values}")
+    if any(not (math.isfinite(v) and 1e-8 <= v <= 1e8) for v in values):
+        raise ValueError(f"must be numbers from 1e-8 to 1e8, got {values}")
     return values
 
 
@@ -542,6 +618,16 @@ class StudyConfig(Options):
     out: OutDir = "runs/study"
     budget: Literal["quick", "standard", "full", "smoke"] = opt(
         "quick", "`quick` \\| `standard` \\| `full` \\| `smoke` (see the budgets below)"
+    )
+    methods: Annotated[
+        list[Literal["simclr", "moco", "byol", "simsiam", "barlow", "vicreg", "dino"]],
+        BeforeValidator(_methods),
+        Field(min_length=1),
+    ] = opt(
+        ["simclr"],
+        "comma-separated SSL methods to pretrain and compare (`all`: the seven), e.g. "
+        "`simclr,byol`",
+        shown="simclr",
     )
     device: Device = "auto"
     mlflow: Mlflow = None

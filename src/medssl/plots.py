@@ -30,17 +30,33 @@ __all__ = [
 DPI = 120
 
 
-def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    """Write ``fig`` as PNG via a temporary file and an atomic rename; return the path."""
+def _save(fig: Figure, path: str | os.PathLike[str], maker: str = "medssl") -> Path:
+    """Write ``fig`` as PNG via a temporary file and an atomic rename; return the path. The
+    PNG's Software field names its maker, so a command can tell its own files (`written_by`)."""
     from medssl.artifacts import atomic_path
 
     path = Path(path)
     try:
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=DPI, format="png")
+            fig.savefig(tmp, dpi=DPI, format="png", metadata={"Software": maker})
     finally:
         fig.clear()
     return path
+
+
+def written_by(maker: str):
+    """A test of whether an existing PNG was written by `medssl {maker}`."""
+
+    def test(path: Path) -> bool:
+        from PIL import Image
+
+        try:
+            with Image.open(path) as img:
+                return img.format == "PNG" and img.info.get("Software") == f"medssl {maker}"
+        except Exception:  # not an image at all
+            return False
+
+    return test
 
 
 def _column(history: Sequence[Mapping], key: str) -> np.ndarray:
@@ -204,7 +220,7 @@ def plot_augmentation_grid(
                 ax.set_title("original" if c == 0 else f"view {c}", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return _save(fig, path, "medssl augment-preview")
 
 
 def plot_label_efficiency(

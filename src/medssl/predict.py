@@ -27,6 +27,15 @@ HEADER = b"source,index,logit,probability"  # the CSV predict writes starts so
 MAX_IMAGES = 2_000_000  # one call; beyond it, split the inputs
 
 
+def _ours(path: Path) -> bool:
+    """An existing CSV that predict wrote (its header)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(HEADER)) == HEADER
+    except OSError:
+        return False
+
+
 def _fit(img: Image.Image, size: int, in_channels: int) -> np.ndarray:
     """PIL image (already in the classifier's mode) -> uint8 (C, size, size)."""
     if img.size != (size, size):
@@ -129,7 +138,7 @@ def predict_run(
     from medssl.evaluate import load_classifier_run, read_evaluation
     from medssl.train import predict_logits, resolve_device
 
-    out = check_output_file(out, HEADER, "predictions CSV")
+    out = check_output_file(out, _ours, "predictions CSV")
     run = load_classifier_run(run_dir, "predict")
     cfg = run.cfg
     thresholds = {"p>=0.5": 0.0}  # logit 0 <=> probability 0.5

@@ -1,13 +1,16 @@
-"""SimCLR pretraining (contrastive-ssl-theory.md): encoder f + projection g trained with NT-Xent.
+"""Self-supervised pretraining on the shared epoch loop: any method of `medssl.methods`.
 
-The training split is used as unlabeled images: labels never reach the loss. Labels are read only
-by the kNN monitor, which scores the frozen encoder's features on the validation split after an
-epoch so users can watch representations improve.
+The training split is used as unlabeled images: labels never reach a loss. Each step draws two
+augmented views of a batch on the device and asks the method for its loss (SimCLR's NT-Xent,
+MoCo's InfoNCE, BYOL, SimSiam, Barlow Twins, VICReg, DINO); after each optimizer step the method
+updates its momentum teacher, if it has one. After each epoch the kNN monitor (`monitor`) scores
+the frozen encoder on the validation split, and the encoder and heads are saved.
 
-Multi-process: launched with `torchrun`, each process takes its slice of one global permutation,
-projections are all-gathered WITH gradients so every anchor sees the 2B·world views of the global
-batch, and DDP averages parameter gradients: loss and gradients equal one process on the whole
-batch (BatchNorm statistics stay per process, as without SyncBatchNorm).
+Multi-process: launched with `torchrun`, each process takes its slice of one global permutation
+and DDP averages parameter gradients; methods whose loss compares samples across the batch
+gather what they need (SimCLR all-gathers its projections with gradients, so loss and gradients
+equal one process on the whole batch). BatchNorm statistics stay per process unless
+`--sync-bn` converts them to SyncBatchNorm.
 """
 
 from __future__ import annotations
@@ -15,74 +18,24 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from medssl import data as D
-from medssl.artifacts import atomic_path, read_json, write_json, write_jsonl
+from medssl import engine
+from medssl.artifacts import read_json, write_json
 from medssl.augment import to_float, two_views
-from medssl.errors import MedsslError
-from medssl.losses import nt_xent
-from medssl.metrics import auroc
-from medssl.models import Encoder, ProjectionHead, metadata, save_model
+from medssl.methods import LOSSES, NAMES, build
+from medssl.models import metadata, save_model
+from medssl.monitor import knn_monitor
 from medssl.options import PretrainConfig
-from medssl.rundir import claim, drop_resume_state, load_resume, open_run
+from medssl.rundir import claim, drop_resume_state, open_run
+from medssl.runtime import autocast, resolve_device, resolve_precision
 from medssl.tracking import Tracker, check_tracking
-from medssl.train import autocast, extract_features, lr_factor, resolve_device, resolve_precision
 
-
-class SimCLR(torch.nn.Module):
-    """Encoder f and projection head g; forward gives unnormalised z of a batch of views."""
-
-    def __init__(self, stem: str, proj_dims: tuple[int, ...]) -> None:
-        super().__init__()
-        self.encoder = Encoder(stem, in_channels=1)
-        self.projection = ProjectionHead(proj_dims)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.projection(self.encoder(x))
-
-
-def gather_with_grad(z: torch.Tensor) -> torch.Tensor:
-    """Concatenate `z` from all processes in rank order, keeping gradients (identity if single)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return z
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(z))
-
-
-def distributed_nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
-    """NT-Xent over the global batch: local views (B, k) gathered to (B·world, k) per view.
-
-    Every process computes the same global loss; all_gather's backward sums the gradients of the
-    copies, and DDP's averaging then gives exactly the single-process gradient.
-    """
-    return nt_xent(gather_with_grad(z1), gather_with_grad(z2), temperature)
-
-
-@torch.no_grad()
-def knn_scores(
-    train_feats: torch.Tensor,
-    train_targets: torch.Tensor,
-    query_feats: torch.Tensor,
-    k: int = 20,
-    temperature: float = 0.07,
-) -> torch.Tensor:
-    """Weighted kNN (cosine) positive-class score of each query: sum w y / sum w over the k
-    nearest training features, w = exp(cos / temperature) (Wu et al. 2018's monitor)."""
-    train = F.normalize(train_feats.float(), dim=1)
-    query = F.normalize(query_feats.float(), dim=1)
-    k = min(k, len(train))
-    sims, idx = (query @ train.T).topk(k, dim=1)  # (Q, k)
-    w = ((sims - 1) / temperature).exp()  # shifted by the max possible cos for stability
-    return (w * train_targets.float()[idx]).sum(1) / w.sum(1)
+__all__ = ["PretrainConfig", "pretrain", "format_summary"]
 
 
 def _rank_info() -> tuple[int, int]:
@@ -97,17 +50,26 @@ def _init_distributed(device: torch.device) -> None:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 
-RESUME_KEYS = ("model", "optimizer", "epoch", "generator", "history_len")
+def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters (teachers have none); decay on weights only."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    for g in groups:
+        g["base_lr"] = cfg.lr
+    return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
 def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
-    """Run SimCLR pretraining; write encoder, projection head, history and plots to cfg.out.
+    """Pretrain the encoder with `cfg.method`; write encoder, heads, history and plots.
 
     Run directory: run.json, config.yaml, knn_init.json (the kNN monitor of the initial
     encoder), history.jsonl (loss, kNN val AUROC/accuracy with all and with few labels, LR,
-    time), encoder.safetensors (+ .json), projection_head.safetensors, loss_curve.png, last.pt
-    (resume state, removed once the run finishes), pretrain.json (written last: marks a
-    finished run). Bad input is refused before the first byte is written.
+    time), encoder.safetensors (+ .json), the method's heads (e.g. projection_head.safetensors),
+    loss_curve.png, last.pt (resume state, removed once the run finishes), pretrain.json
+    (written last: marks a finished run). Bad input is refused before the first byte is written.
     """
     device = resolve_device(cfg.device)
     if device.type == "cuda" and int(os.environ.get("LOCAL_RANK", "-1")) >= 0:
@@ -118,9 +80,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
     claimed = claim(cfg, resume) if rank == 0 else None
     if claimed and claimed.action == "finished":
         log(f"{claimed.path} already holds this finished pretrain run; nothing to do")
-        return read_json(claimed.path / "pretrain.json", "pretrain summary")
+        return read_json(claimed.path / "pretrain.json", "pretrain summary", require=("dataset",))
     out = Path(cfg.out)
-    check_tracking(cfg.mlflow)
+    check_tracking(cfg.mlflow, Path(cfg.out))
     info = D.dataset_info(cfg.dataset)
     splits = D.load_splits(
         cfg.dataset,
@@ -132,60 +94,48 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
         cfg.verify_md5,
     )
     torch.manual_seed(cfg.seed)
-    model = SimCLR(cfg.stem, cfg.projection_dims()).to(device, memory_format=torch.channels_last)
+    model = build(cfg, len(splits["train"])).to(device, memory_format=torch.channels_last)
     net = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model)
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=cfg.lr,
-    )
+        if cfg.sync_bn:
+            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        net = torch.nn.parallel.DistributedDataParallel(net)
+    opt = make_optimizer(model, cfg)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
-
-    def restore(state: dict) -> None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"].cpu())
-
     state = None
     if resume and (claimed is None or claimed.action == "resume"):
-        state = load_resume(out, RESUME_KEYS, restore, log if rank == 0 else _quiet)
-    aug = cfg.augment_config()
-    images = splits["train"].images  # labels are never read by the training step
-    n = len(images)
-    history: list[dict] = state["history"] if state else []
-    start = state["epoch"] + 1 if state else 0
-    if state:
-        log(f"resumed {out} at epoch {start}")
+        state = engine.restore(
+            out,
+            opt,
+            gen,
+            lambda s: model.load_state_dict(s["model"]),
+            ("model",),
+            log if rank == 0 else _quiet,
+            ("loss", "epoch_time_s"),
+        )
     precision = resolve_precision(cfg.precision, device)
-    global_batch = cfg.batch_size * world
+    images = splits["train"].images  # labels are never read by the training step
+    n, global_batch = len(images), cfg.batch_size * world
     steps = n // global_batch if n >= global_batch else 1
     if rank == 0:
+        if state:
+            log(f"resumed {out} at epoch {state['epoch'] + 1}")
         log(
-            f"SimCLR on {cfg.dataset} train ({n} images, labels unused): {steps} steps/epoch of "
-            f"{min(global_batch, n)} images = {2 * min(global_batch, n)} views, tau "
-            f"{cfg.temperature}, augment {cfg.augment}, {world} process(es), device {device}, "
-            f"{precision}"
+            f"{cfg.method} on {cfg.dataset} train ({n} images, labels unused): {steps} "
+            f"steps/epoch of {min(global_batch, n)} images = {2 * min(global_batch, n)} views, "
+            f"augment {cfg.augment}, {world} process(es), device {device}, {precision}"
         )
     folder = open_run(claimed, cfg) if rank == 0 else contextlib.nullcontext()
-    with (
-        folder,
-        contextlib.closing(
-            Tracker(
-                out,
-                cfg.to_dict(),
-                cfg.tensorboard and rank == 0,
-                cfg.mlflow if rank == 0 else None,
-                start,
-                f"medssl-{cfg.dataset}",
-            )
-        ) as tracker,
-    ):
+    start = state["epoch"] + 1 if state else 0
+    tracker = Tracker(
+        out,
+        cfg.to_dict(),
+        cfg.tensorboard and rank == 0,
+        cfg.mlflow if rank == 0 else None,
+        start,
+        f"medssl-{cfg.dataset}",
+    )
+    with folder, contextlib.closing(tracker):
         if rank == 0 and cfg.knn_every and start == 0:
             # The starting point of the monitor: the randomly initialised encoder's kNN score.
             init = knn_monitor(model.encoder, splits, cfg, precision)
@@ -197,76 +147,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
                     "knn/few_label_val_auroc_at_init": init.get("knn_few_val_auroc", math.nan),
                 },
             )
-        bar = tqdm(
-            range(start, cfg.epochs),
-            desc=f"SimCLR {cfg.dataset}",
-            unit="epoch",
-            disable=not cfg.progress or rank != 0,
-            initial=start,
-            total=cfg.epochs,
-            dynamic_ncols=True,
-        )
-        for epoch in bar:
-            t0 = time.perf_counter()
-            lr = cfg.lr * lr_factor(epoch, cfg)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            net.train()
-            perm = torch.randperm(n, generator=gen, device=device)
-            loss_sum = torch.zeros((), device=device)
-            for step in range(steps):
-                batch = perm[step * global_batch : (step + 1) * global_batch]
-                local = batch.tensor_split(world)[rank]  # this process's slice of the batch
-                v1, v2 = two_views(to_float(images[local], cfg.resize), aug, gen)
-                if epoch == 0 and step == 0:  # pairs: view 1 above view 2
-                    pairs = torch.stack([v1[:16, 0], v2[:16, 0]], 1).flatten(0, 1)
-                    tracker.images("augmentation/view_pairs", pairs.float().cpu().numpy())
-                with autocast(device, precision):
-                    z = net(torch.cat([v1, v2]))
-                loss = distributed_nt_xent(
-                    z[: len(local)].float(), z[len(local) :].float(), cfg.temperature
-                )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                loss_sum += loss.detach()
-            row = {
-                "epoch": epoch,
-                "lr": lr,
-                "loss": float(loss_sum) / steps,
-                "epoch_time_s": time.perf_counter() - t0,
-            }
-            if not math.isfinite(row["loss"]):
-                kept = (
-                    f"the checkpoint of epoch {epoch - 1} is kept in {out}"
-                    if (out / "last.pt").is_file()
-                    else "no checkpoint was saved"
-                )
-                raise MedsslError(
-                    f"non-finite NT-Xent loss at epoch {epoch}; {kept}; lower --lr or raise "
-                    f"--temperature"
-                )
-            if rank == 0 and cfg.knn_every and (epoch + 1) % cfg.knn_every == 0:
-                row.update(knn_monitor(model.encoder, splits, cfg, precision))
-            if rank == 0:
-                history.append(row)
-                tracker.scalars(
-                    epoch,
-                    {
-                        "loss/nt_xent": row["loss"],
-                        "lr": lr,
-                        "knn/val_auroc": row.get("knn_val_auroc", math.nan),
-                        "knn/val_accuracy": row.get("knn_val_accuracy", math.nan),
-                        "knn/few_label_val_auroc": row.get("knn_few_val_auroc", math.nan),
-                        "time/epoch_s": row["epoch_time_s"],
-                    },
-                )
-                _save(model, opt, gen, epoch, history, cfg, out)
-                bar.set_postfix(
-                    loss=f"{row['loss']:.4f}",
-                    knn_auroc=f"{row.get('knn_val_auroc', float('nan')):.4f}",
-                )
-        bar.close()
+        loop = _loop(cfg, model, net, opt, gen, images, splits, out, tracker, precision)
+        history = engine.run(loop, start, state["history"] if state else [], tracker)
         summary = {}
         if rank == 0:
             summary = _finish(cfg, history, out, n, world, precision, str(device))
@@ -278,15 +160,94 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
     return summary
 
 
+def _loop(cfg, model, net, opt, gen, images, splits, out, tracker, precision) -> engine.Loop:
+    """The pretraining step (two views -> the method's loss) on the shared epoch loop."""
+    rank, world = _rank_info()
+    device, n = images.device, len(images)
+    global_batch = cfg.batch_size * world
+    steps = n // global_batch if n >= global_batch else 1
+    aug = cfg.augment_config()
+
+    def batches(epoch: int) -> list[torch.Tensor]:
+        net.train()
+        perm = torch.randperm(n, generator=gen, device=device)
+        # this process's slice of each global batch
+        return [
+            perm[s * global_batch : (s + 1) * global_batch].tensor_split(world)[rank]
+            for s in range(steps)
+        ]
+
+    def step(epoch: int, i: int, idx: torch.Tensor) -> torch.Tensor:
+        v1, v2 = two_views(to_float(images[idx], cfg.resize), aug, gen)
+        if epoch == 0 and i == 0:  # pairs: view 1 above view 2
+            pairs = torch.stack([v1[:16, 0], v2[:16, 0]], 1).flatten(0, 1)
+            tracker.images("augmentation/view_pairs", pairs.float().cpu().numpy())
+        with autocast(device, precision):
+            return net(v1, v2, (epoch * steps + i) / (cfg.epochs * steps))
+
+    def end_epoch(epoch: int) -> dict:
+        row = {}
+        if rank == 0 and cfg.knn_every and (epoch + 1) % cfg.knn_every == 0:
+            row = knn_monitor(model.encoder, splits, cfg, precision)
+        if rank == 0:
+            save_encoder_and_heads(model, cfg, epoch, out)
+        return row
+
+    return engine.Loop(
+        out=out,
+        cfg=cfg,
+        optimizer=opt,
+        generator=gen,
+        batches=batches,
+        step=step,
+        end_epoch=end_epoch,
+        state=lambda: {"model": model.state_dict()},
+        scalars=lambda r: {
+            f"loss/{LOSSES[cfg.method]}": r["loss"],
+            "lr": r["lr"],
+            "knn/val_auroc": r.get("knn_val_auroc", math.nan),
+            "knn/val_accuracy": r.get("knn_val_accuracy", math.nan),
+            "knn/few_label_val_auroc": r.get("knn_few_val_auroc", math.nan),
+            "time/epoch_s": r["epoch_time_s"],
+        },
+        after_step=lambda epoch, i: model.after_step(
+            (epoch * steps + i + 1) / (cfg.epochs * steps)
+        ),
+        postfix=lambda r: {
+            "loss": f"{r['loss']:.4f}",
+            "knn_auroc": f"{r.get('knn_val_auroc', float('nan')):.4f}",
+        },
+        desc=f"{cfg.method} {cfg.dataset}",
+        hint=f"lower --lr{' or raise --temperature' if cfg.method in ('simclr', 'moco') else ''}",
+        write=rank == 0,
+    )
+
+
 def _quiet(*_args, **_kw) -> None:
     pass
+
+
+def save_encoder_and_heads(model: torch.nn.Module, cfg: PretrainConfig, epoch: int, out: Path):
+    """encoder.safetensors and each head's file, with metadata naming the method."""
+    meta = dict(dataset=cfg.dataset, epoch=epoch, objective=cfg.method, method=cfg.method)
+    if cfg.temperature is not None:
+        meta["temperature"] = cfg.temperature
+    save_model(
+        model.encoder, out / "encoder.safetensors", metadata("encoder", model.encoder, **meta)
+    )
+    dims = ",".join(map(str, cfg.proj_dims))
+    for name, head in model.heads().items():
+        kind = "projection_head" if name == "projection_head" else name
+        save_model(
+            head, out / f"{name}.safetensors", metadata(kind, model.encoder, dims=dims, **meta)
+        )
 
 
 def format_summary(s: dict) -> str:
     """The lines `medssl pretrain` prints at the end."""
 
-    def f(x: float | None) -> str:
-        return "n/a" if x is None else f"{x:.4f}"
+    def f(x) -> str:
+        return f"{x:.4f}" if isinstance(x, int | float) else "n/a"
 
     few = ""
     if s.get("knn_few_labels"):
@@ -294,80 +255,13 @@ def format_summary(s: dict) -> str:
             f"; with {s['knn_few_labels']} labels {f(s.get('knn_few_val_auroc_init'))} -> "
             f"{f(s.get('knn_few_val_auroc_last'))}"
         )
+    method = NAMES.get(str(s.get("method", s.get("objective", "simclr"))), "?")
     return (
-        f"SimCLR {s['dataset']}: loss {f(s.get('first_loss'))} -> {f(s.get('final_loss'))}; "
+        f"{method} {s.get('dataset')}: loss {f(s.get('first_loss'))} -> {f(s.get('final_loss'))}; "
         f"kNN val AUROC {f(s.get('knn_val_auroc_init'))} (init) -> "
         f"{f(s.get('knn_val_auroc_first'))} (first check) -> {f(s.get('knn_val_auroc_last'))}"
-        f"{few}; {s.get('train_time_s', 0):.0f} s\nencoder: {s.get('encoder')}"
+        f"{few}; {f(s.get('train_time_s'))} s\nencoder: {s.get('encoder')}"
     )
-
-
-KNN_FEW_SUBSETS = 3  # the few-label monitor averages over this many fixed label subsets
-
-
-def knn_few_label_banks(targets: torch.Tensor, n_labels: int) -> list[torch.Tensor]:
-    """The few-label kNN monitor's memory banks: KNN_FEW_SUBSETS stratified subsets of about
-    `n_labels` training examples (seeds 0, 1, ...; the same at every epoch, so the curve moves
-    only with the encoder). Empty when `n_labels` is 0 or not below the split's size."""
-    if n_labels <= 0 or n_labels >= len(targets):
-        return []
-    frac = max(n_labels, 2) / len(targets)
-    return [D.stratified_subset(targets, frac, seed) for seed in range(KNN_FEW_SUBSETS)]
-
-
-def knn_monitor(encoder: Encoder, splits: dict, cfg: PretrainConfig, precision: str) -> dict:
-    """kNN (cosine, k = cfg.knn_k) AUROC and accuracy on val from frozen train features.
-
-    Two memory banks: every training label (`knn_val_auroc`, `knn_val_accuracy`) and, when
-    cfg.knn_labels > 0, a few labels (`knn_few_val_auroc`: mean over KNN_FEW_SUBSETS stratified
-    subsets of cfg.knn_labels examples). With every label in the bank a random encoder's kNN is
-    near the ceiling on easy sets (PneumoniaMNIST); the few-label bank, like a low-label probe,
-    shows what the representation adds.
-    """
-    tr = extract_features(
-        encoder, splits["train"].images, cfg.eval_batch_size, cfg.resize, precision
-    )
-    va = extract_features(encoder, splits["val"].images, cfg.eval_batch_size, cfg.resize, precision)
-    targets = splits["train"].targets
-    scores = knn_scores(tr, targets, va, cfg.knn_k).double().cpu().numpy()
-    y = splits["val"].targets.cpu().numpy()
-    out = {
-        "knn_val_auroc": auroc(y, scores),
-        "knn_val_accuracy": float(np.mean((scores >= 0.5) == (y == 1))),
-    }
-    banks = knn_few_label_banks(targets.cpu(), cfg.knn_labels)
-    if banks:
-        few = [
-            auroc(y, knn_scores(tr[b], targets[b], va, cfg.knn_k).double().cpu().numpy())
-            for b in (bank.to(tr.device) for bank in banks)
-        ]
-        out["knn_few_val_auroc"] = float(np.mean(few))
-        out["knn_few_labels"] = len(banks[0])
-    return out
-
-
-def _save(model: SimCLR, opt, gen, epoch: int, history: list[dict], cfg, out: Path) -> None:
-    meta = dict(dataset=cfg.dataset, epoch=epoch, objective="simclr", temperature=cfg.temperature)
-    save_model(
-        model.encoder, out / "encoder.safetensors", metadata("encoder", model.encoder, **meta)
-    )
-    save_model(
-        model.projection,
-        out / "projection_head.safetensors",
-        metadata("projection_head", model.encoder, dims=",".join(map(str, cfg.proj_dims)), **meta),
-    )
-    write_jsonl(out / "history.jsonl", history)
-    with atomic_path(out / "last.pt") as tmp:
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "epoch": epoch,
-                "generator": gen.get_state(),
-                "history_len": len(history),
-            },
-            tmp,
-        )
 
 
 def _finish(cfg, history, out, n, world, precision, device) -> dict:
@@ -380,7 +274,8 @@ def _finish(cfg, history, out, n, world, precision, device) -> dict:
     few = [r["knn_few_val_auroc"] for r in history if "knn_few_val_auroc" in r]
     summary = {
         "dataset": cfg.dataset,
-        "objective": "simclr",
+        "objective": cfg.method,
+        "method": cfg.method,
         "epochs": cfg.epochs,
         "n_train_images": n,
         "world_size": world,

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from medssl import data as D
 from medssl.artifacts import atomic_path, read_json, write_csv, write_json, write_text
+from medssl.errors import MedsslError
 from medssl.metrics import auroc, binary_metrics
 from medssl.models import Encoder, load_encoder_weights, read_model
 from medssl.options import ProbeConfig
@@ -121,7 +122,10 @@ def probe(cfg: ProbeConfig, resume: bool = False, log=print) -> dict:
     claimed = claim(cfg, resume)
     if claimed.action == "finished":
         log(f"{claimed.path} already holds this finished probe run; nothing to do")
-        return read_json(claimed.path / "summary.json", "probe summary", require=("table",))
+        summary = read_json(claimed.path / "summary.json", "probe summary", require=("table",))
+        if not isinstance(summary.get("table_md"), str):
+            raise MedsslError(f"{claimed.path}/summary.json: the probe summary lacks its table")
+        return summary
     out = claimed.path
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)

@@ -22,14 +22,19 @@ def _pm(mean: float, std: float, n_seeds: int) -> str:
     return f"{mean:.3f}" if n_seeds == 1 else f"{mean:.3f} ± {std:.3f}"
 
 
-def _embedding_panels(runs: Path) -> dict:
-    """t-SNE coordinates the SSL and random-encoder probes saved, for one side-by-side plot."""
+def _embedding_panels(runs: Path, summary: dict) -> dict:
+    """t-SNE coordinates the probes of the chosen SSL method and of the random encoder saved,
+    for one side-by-side plot."""
     import csv
 
     import numpy as np
 
+    from medssl.methods import NAMES
+
+    best = summary["best_method"]["method"]
+    probe = "probe-ssl" if best == "simclr" else f"probe-{best}"
     panels = {}
-    for title, name in (("SimCLR encoder", "probe-ssl"), ("random encoder", "probe-random")):
+    for title, name in ((f"{NAMES[best]} encoder", probe), ("random encoder", "probe-random")):
         f = runs / name / "embedding.csv"
         if f.is_file():
             rows = list(csv.DictReader(f.open()))
@@ -64,7 +69,7 @@ def write_reports(out: Path, summary: dict) -> None:
     runs = out / "runs"
     pos = summary["positive_class"]
     plots.plot_label_efficiency(summary["label_efficiency"], out / "label_efficiency.png")
-    panels = _embedding_panels(runs)
+    panels = _embedding_panels(runs, summary)
     if panels:
         plots.plot_embeddings(panels, out / "representations.png", positive_name=pos["name"])
     k = len(summary["seeds"])
@@ -120,27 +125,8 @@ def write_reports(out: Path, summary: dict) -> None:
     eff_h, eff_md = _table(
         ["method", "labels", "n train", "test AUROC", "test BalAcc", "test ECE"], eff_rows
     )
-    pre = summary["pretrain"]
-
-    def num(x) -> str:
-        return "n/a" if x is None else f"{x:.3f}"
-
-    pre_text = (
-        f"SimCLR: {pre['epochs']} epoch(s) on {pre['n_train_images']} unlabeled training "
-        f"images; NT-Xent {num(pre['first_loss'])} → {num(pre['final_loss'])}; kNN "
-        f"validation AUROC {num(pre.get('knn_val_auroc_init'))} (random init) → "
-        f"{num(pre['knn_val_auroc_first'])} (first check) → "
-        f"{num(pre['knn_val_auroc_last'])} (last)"
-        + (
-            f"; with a bank of {pre['knn_few_labels']} labels "
-            f"{num(pre.get('knn_few_val_auroc_init'))} (random init) → "
-            f"{num(pre.get('knn_few_val_auroc_first'))} (first check) → "
-            f"{num(pre.get('knn_few_val_auroc_last'))} (last)"
-            if pre.get("knn_few_labels")
-            else ""
-        )
-        + f"; {pre['train_time_s']:.0f} s."
-    )
+    pre_texts = [_pretrain_text(m, pre) for m, pre in summary["pretrain"].items()]
+    cmp_h, cmp_md, chosen = _method_comparison(summary)
 
     parts = [
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>"
@@ -151,12 +137,18 @@ def write_reports(out: Path, summary: dict) -> None:
         "<h2 id='label-efficiency'>Label efficiency</h2>",
         eff_h,
         _img(out / "label_efficiency.png", "label efficiency"),
-        f"<h2 id='ssl'>Self-supervised pretraining</h2><p>{html.escape(pre_text)}</p>",
-        _img(runs / "simclr" / "loss_curve.png", "SimCLR loss and kNN monitor"),
+        "<h2 id='ssl'>Self-supervised pretraining</h2>",
+        *[f"<p>{html.escape(t)}</p>" for t in pre_texts],
+        *[
+            _img(runs / pre["run"] / "loss_curve.png", f"{m}: loss and kNN monitor")
+            for m, pre in summary["pretrain"].items()
+        ],
+        f"<h2 id='methods'>Methods compared</h2><p>{html.escape(chosen)}</p>",
+        cmp_h,
         "<h2 id='representations'>Representations</h2><p>t-SNE of the test images' encoder "
-        "features, coloured by class: the SimCLR encoder against a randomly initialised one "
-        "(no labels were used by either).</p>",
-        _img(out / "representations.png", "t-SNE of SimCLR vs random encoder features"),
+        "features, coloured by class: the chosen method's encoder against a randomly "
+        "initialised one (no labels were used by either).</p>",
+        _img(out / "representations.png", "t-SNE of SSL vs random encoder features"),
     ]
     md = [
         f"# {title}",
@@ -173,11 +165,15 @@ def write_reports(out: Path, summary: dict) -> None:
         "",
         "## Self-supervised pretraining",
         "",
-        pre_text,
+        *[t + "\n" for t in pre_texts],
+        "## Methods compared",
         "",
+        chosen,
+        "",
+        cmp_md,
         "## Representations",
         "",
-        "![t-SNE of SimCLR vs random encoder features](representations.png)",
+        "![t-SNE of SSL vs random encoder features](representations.png)",
         "",
     ]
     parts.append("<h2 id='evaluation'>Evaluation of the best models</h2>")
@@ -242,6 +238,83 @@ def write_reports(out: Path, summary: dict) -> None:
     )
     write_text(out / "report.html", "\n".join(parts))
     write_text(out / "report.md", "\n".join(md))
+
+
+def _num(x) -> str:
+    return f"{x:.3f}" if isinstance(x, int | float) else "n/a"
+
+
+def _pretrain_text(method: str, pre: dict) -> str:
+    """One sentence on a pretraining run: loss and the kNN monitor from init to the end."""
+    from medssl.methods import NAMES
+
+    few = ""
+    if pre.get("knn_few_labels"):
+        few = (
+            f"; with a bank of {pre['knn_few_labels']} labels "
+            f"{_num(pre.get('knn_few_val_auroc_init'))} (random init) → "
+            f"{_num(pre.get('knn_few_val_auroc_first'))} (first check) → "
+            f"{_num(pre.get('knn_few_val_auroc_last'))} (last)"
+        )
+    return (
+        f"{NAMES.get(method, method)}: {pre['epochs']} epoch(s) on {pre.get('n_train_images')} "
+        f"unlabeled training images; loss {_num(pre.get('first_loss'))} → "
+        f"{_num(pre.get('final_loss'))}; kNN validation AUROC "
+        f"{_num(pre.get('knn_val_auroc_init'))} (random init) → "
+        f"{_num(pre.get('knn_val_auroc_first'))} (first check) → "
+        f"{_num(pre.get('knn_val_auroc_last'))} (last){few}; "
+        f"{pre.get('train_time_s', 0):.0f} s."
+    )
+
+
+def _method_comparison(summary: dict) -> tuple[str, str, str]:
+    """Method x label-fraction table (probe and fine-tune, test metrics, spread over seeds) and
+    the sentence naming the method chosen on validation."""
+    from medssl.methods import NAMES
+
+    k = len(summary["seeds"])
+    eff = summary["label_efficiency"]
+    rows = []
+    for m in summary["methods"]:
+        name = NAMES[m]
+        probe = {r["label_fraction"]: r for r in eff[f"{name} linear probe"]}
+        tune = {r["label_fraction"]: r for r in eff[f"{name} fine-tune"]}
+        for f in sorted(probe):
+            p, t = probe[f], tune.get(f)
+            rows.append(
+                [
+                    name,
+                    f"{f:g}",
+                    _pm(p["test_auroc"], p["test_auroc_std"], k),
+                    _pm(p["test_balanced_accuracy"], p["test_balanced_accuracy_std"], k),
+                    _pm(p["test_ece"], p["test_ece_std"], k),
+                    _pm(t["test_auroc"], t["test_auroc_std"], k) if t else "",
+                    _pm(t["test_balanced_accuracy"], t["test_balanced_accuracy_std"], k)
+                    if t
+                    else "",
+                    _pm(t["test_ece"], t["test_ece_std"], k) if t else "",
+                ]
+            )
+    h, md = _table(
+        [
+            "method",
+            "labels",
+            "probe test AUROC",
+            "probe test BalAcc",
+            "probe test ECE",
+            "fine-tune test AUROC",
+            "fine-tune test BalAcc",
+            "fine-tune test ECE",
+        ],
+        rows,
+    )
+    best = summary["best_method"]
+    scores = ", ".join(f"{NAMES[m]} {v:.3f}" for m, v in summary["probe_val_auroc"].items())
+    chosen = (
+        f"Chosen on validation: {NAMES[best['method']]} (mean linear-probe validation AUROC "
+        f"over label fractions and seeds: {scores}). Test metrics are reported, never used."
+    )
+    return h, md, chosen
 
 
 def headline(out: Path | str) -> str:

@@ -20,12 +20,20 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from medssl import __version__
-from medssl.artifacts import read_json, read_text, read_yaml, write_json, write_yaml
+from medssl.artifacts import (
+    TEMP_SUFFIX,
+    expand,
+    read_json,
+    read_text,
+    read_yaml,
+    write_json,
+    write_yaml,
+)
 from medssl.errors import MedsslError
 
 RUN_FILE = "run.json"
@@ -82,7 +90,7 @@ def owner(path: Path) -> str | None:
     """The command that made the run folder `path`, or None when it is not a medssl run."""
     if (path / RUN_FILE).is_file():
         command = read_json(path / RUN_FILE, "run record", require=("command",))["command"]
-        if command not in MARKERS:
+        if not isinstance(command, str) or command not in MARKERS:
             raise MedsslError(f"{path / RUN_FILE}: unknown command {command!r}")
         return command
     if (path / "config.yaml").is_file():  # a run made before run.json existed
@@ -90,20 +98,40 @@ def owner(path: Path) -> str | None:
             command = read_yaml(path / "config.yaml").get("command")
         except MedsslError:
             return None
-        return command if command in MARKERS else None
+        return command if isinstance(command, str) and command in MARKERS else None
+    return None
+
+
+def enclosing_run(path: Path) -> Path | None:
+    """The nearest folder above `path` that is a medssl run folder, if any."""
+    try:
+        parents = list(path.absolute().parents)
+    except (OSError, RuntimeError):
+        return None
+    for parent in parents:
+        if (parent / RUN_FILE).is_file() or (parent / "config.yaml").is_file():
+            try:
+                if owner(parent):
+                    return parent
+            except MedsslError:
+                return parent  # a damaged run folder is still a run folder
     return None
 
 
 def _temp(p: Path) -> bool:
-    return p.name.startswith(".") and p.name.endswith(".tmp")
+    return p.name.startswith(".") and p.name.endswith(TEMP_SUFFIX)
 
 
 def out_path(out: str) -> Path:
     """`--out` as a path, refusing an empty string and the current folder."""
     if not str(out).strip():
         raise MedsslError("--out is empty; name a new folder for the run")
-    path = Path(out).expanduser()
-    if path.resolve() == Path.cwd().resolve():
+    path = expand(out)
+    try:
+        here = path.resolve() == Path.cwd().resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise MedsslError(f"--out {out}: {exc}") from None
+    if here:
         raise MedsslError(f"--out {out} is the current folder; name a new folder for the run")
     return path
 
@@ -123,6 +151,9 @@ def claim(opts, resume: bool = False) -> Claim:
     s = status(path)
     if s.kind == "file":
         raise MedsslError(f"--out {path} is a file; {ANOTHER}")
+    above = enclosing_run(path)
+    if above is not None and not _study_step(above, path):
+        raise MedsslError(f"--out {path} lies inside the run folder {above}; {ANOTHER}")
     if s.kind in ("missing", "empty"):
         return Claim(path, "new")
     if s.kind == "foreign":
@@ -154,12 +185,23 @@ def claim(opts, resume: bool = False) -> Claim:
     return Claim(path, "resume")
 
 
+def _study_step(above: Path, path: Path) -> bool:
+    """A study writes its steps' runs into STUDY/runs/NAME."""
+    try:
+        return owner(above) == "study" and path.absolute().parent == above.absolute() / "runs"
+    except MedsslError:
+        return False
+
+
 def differing_options(path: Path, opts) -> list[str]:
     """Options of `opts` that differ from the run's saved config.yaml (NOT_COMPARED aside)."""
     try:
         saved = type(opts).from_dict(read_yaml(path / "config.yaml"), saved=True).to_dict()
     except MedsslError as exc:
-        raise MedsslError(f"{path}/config.yaml: {exc}") from None
+        msg = str(exc)
+        raise MedsslError(
+            msg if msg.startswith(str(path)) else f"{path}/config.yaml: {msg}"
+        ) from None
     new = opts.to_dict()
     return sorted(k for k in new if k not in NOT_COMPARED and saved.get(k) != new[k])
 
@@ -239,32 +281,32 @@ def record_added(path: Path, command: str, files: list[str]) -> None:
     write_json(path / RUN_FILE, record)
 
 
-def check_output_file(path: Path | str, own_header: bytes, what: str) -> Path:
-    """A file a command may write: new, or one it wrote before (starting with `own_header`),
-    never a file of a run folder, a folder, or a path under a file."""
-    path = Path(path).expanduser()
+def check_output_file(path: Path | str, own: Callable[[Path], bool], what: str) -> Path:
+    """A file a command may write: new, or one it wrote before (`own(path)` says so); never a
+    file inside a run folder (run folders hold only their commands' files), a folder, or a path
+    under a file."""
+    path = expand(path)
     if path.is_dir():
         raise MedsslError(f"--out {path} is a folder; name the {what} file to write")
     parent = next((p for p in path.parents if p.exists()), Path("."))
     if not parent.is_dir():
         raise MedsslError(f"--out {path}: {parent} is a file, not a folder")
-    if path.exists():
-        run = path.parent
-        if run.is_dir() and status(run).kind == "run":
-            raise MedsslError(
-                f"--out {path} is a file of the `{owner(run)}` run in {run}; medssl never "
-                f"overwrites another command's files; name a new file"
-            )
-        try:
-            with open(path, "rb") as f:
-                head = f.read(len(own_header))
-        except OSError as exc:
-            raise MedsslError(f"--out {path}: cannot read it ({exc.strerror})") from None
-        if head != own_header:
-            raise MedsslError(
-                f"--out {path} exists and is not a {what} medssl wrote; name a new file"
-            )
+    run = enclosing_run(path)
+    if run is not None:
+        raise MedsslError(
+            f"--out {path} lies inside the `{_owner_or_damaged(run)}` run folder {run}; run "
+            f"folders hold only their commands' files; name a file elsewhere"
+        )
+    if path.exists() and not own(path):
+        raise MedsslError(f"--out {path} exists and is not a {what} medssl wrote; name a new file")
     return path
+
+
+def _owner_or_damaged(run: Path) -> str:
+    try:
+        return owner(run) or "damaged"
+    except MedsslError:
+        return "damaged"
 
 
 # ---- the lock ----
@@ -288,7 +330,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         raise MedsslError(f"{run_dir}: cannot take the run lock")
     with os.fdopen(fd, "w") as f:
         f.write(str(os.getpid()))
-    for tmp in run_dir.glob(".*.tmp"):  # temp files of a killed writer never became real files
+    for tmp in run_dir.glob(f".*{TEMP_SUFFIX}"):  # a killed writer's temp files: never real files
         tmp.unlink(missing_ok=True)
     try:
         yield
@@ -308,14 +350,16 @@ def _alive(pid: int) -> bool:
         return True
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError, ValueError):  # gone, or no such pid can exist
         return False
     except PermissionError:
         return True
     return True
 
 
-def load_resume(out: Path, require: tuple[str, ...], restore, log) -> dict | None:
+def load_resume(
+    out: Path, require: tuple[str, ...], restore, log, row_keys: tuple[str, ...] = ()
+) -> dict | None:
     """Read `out/last.pt` and its history and apply them with `restore(state)`, turning every
     mismatch (a corrupt, truncated or foreign checkpoint, a broken history.jsonl) into one line.
     Returns the state with `history` (the rows up to the checkpoint), or None without a
@@ -335,6 +379,13 @@ def load_resume(out: Path, require: tuple[str, ...], restore, log) -> dict | Non
         raise MedsslError(
             f"{out}/history.jsonl: {len(history)} rows, the checkpoint needs {n_rows}"
         )
+    for i, row in enumerate(history[:n_rows]):
+        bad = [k for k in row_keys if not _number(row.get(k))]
+        if bad or row.get("epoch") != i:
+            raise MedsslError(
+                f"{out}/history.jsonl:{i + 1}: not a history row of epoch {i} (missing or not "
+                f"finite numbers: {bad or ['epoch']})"
+            )
     try:
         restore(state)
     except MedsslError:
@@ -342,6 +393,13 @@ def load_resume(out: Path, require: tuple[str, ...], restore, log) -> dict | Non
     except Exception as exc:  # load_state_dict / set_state on foreign tensors
         raise MedsslError(f"{ckpt}: does not fit this run ({_short(exc)}); {ANOTHER}") from None
     return state | {"history": history[:n_rows]}
+
+
+def _number(x) -> bool:
+    """A finite int or float (history rows of a healthy run hold nothing else)."""
+    import math
+
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def drop_resume_state(out: Path) -> None:

@@ -1,10 +1,12 @@
 """`medssl study`: the whole comparison on one dataset in one command, resumable.
 
 Steps (each a run directory under OUT/runs/; a finished one is skipped, a killed one resumes):
-supervised fine-tune-all, weighted BCE and head-only (per seed) -> SimCLR pretraining -> linear
-probes of the SSL encoder and of a random encoder at the label fractions -> supervised and SSL
-fine-tuning at the label fractions (per seed) -> `evaluate` on the best run of each family
-(chosen on validation AUROC) -> summary.json, report.md and a self-contained report.html.
+supervised fine-tune-all, weighted BCE and head-only (per seed) -> pretraining with each SSL
+method of --methods (SimCLR by default) -> linear probes of each SSL encoder and of a random
+encoder at the label fractions -> supervised and SSL fine-tuning at the label fractions (per
+seed and method) -> `evaluate` on the best run of each family (chosen on validation AUROC) ->
+summary.json, report.md and a self-contained report.html, with the methods compared and the
+best one chosen on validation.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import platform
 import statistics
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +22,11 @@ import torch
 from tqdm.auto import tqdm
 
 from medssl import data as D
-from medssl.artifacts import read_json, write_json
+from medssl.artifacts import read_csv, read_json, write_json
+from medssl.errors import MedsslError
+from medssl.methods import NAMES
 from medssl.options import StudyConfig
+from medssl.report import read_metrics
 from medssl.rundir import claim, open_run
 
 # Budgets: epochs, seeds and label fractions. quick finishes in minutes on a 2-core CPU
@@ -58,93 +64,87 @@ BUDGETS = {
 }
 
 
-def plan(cfg: StudyConfig) -> list[tuple[str, str, dict]]:
-    """The study's steps as (kind, run name, options), in execution order."""
+@dataclass(frozen=True)
+class Step:
+    """One run of the study: what it is (family, SSL method, label fraction, seed) as fields,
+    not as meaning recovered from its name; `options` are its command's options."""
+
+    kind: str  # train | pretrain | probe
+    name: str  # its folder under OUT/runs
+    family: str  # sup-all-bce | sup-all-wbce | sup-head | pretrain | probe | ft-scratch | ft-ssl
+    options: dict = field(default_factory=dict)
+    method: str | None = None  # the SSL method whose encoder it pretrains, probes or starts from
+    fraction: float | None = None
+    seed: int | None = None
+
+
+def _names(method: str) -> tuple[str, str, str]:
+    """(pretrain, probe, fine-tune prefix) run names; SimCLR keeps the names of medssl 0.1.0."""
+    if method == "simclr":
+        return "simclr", "probe-ssl", "ft-ssl"
+    return method, f"probe-{method}", f"ft-{method}"
+
+
+def plan(cfg: StudyConfig) -> list[Step]:
+    """The study's steps in execution order."""
     b = BUDGETS[cfg.budget]
-    common = {
-        "dataset": cfg.dataset,
-        "data_root": cfg.data_root,
-        "device": cfg.device,
-        "progress": False,
-    }
+    common = {"dataset": cfg.dataset, "data_root": cfg.data_root, "device": cfg.device}
+    common["progress"] = False
     sup = dict(common, epochs=b["sup_epochs"].get(cfg.dataset), stem=b["stem"], mlflow=cfg.mlflow)
-    ssl_stem = "imagenet"  # SimCLR needs many epochs: the cheap stem keeps them affordable
-    steps: list[tuple[str, str, dict]] = []
+    ssl_stem = "imagenet"  # pretraining needs many epochs: the cheap stem keeps them affordable
+    steps: list[Step] = []
     for s in b["seeds"]:
-        steps.append(("train", f"sup-all-bce-s{s}", dict(sup, seed=s)))
-        steps.append(("train", f"sup-all-wbce-s{s}", dict(sup, seed=s, loss="weighted-bce")))
-        steps.append(
-            ("train", f"sup-head-s{s}", dict(sup, seed=s, mode="head", augment="none", lr=1e-2))
-        )
-    steps.append(
-        (
-            "pretrain",
-            "simclr",
-            dict(
-                common,
-                mlflow=cfg.mlflow,
-                epochs=b["pretrain_epochs"][cfg.dataset],
-                stem=ssl_stem,
-                knn_every=min(5, b["pretrain_epochs"][cfg.dataset]),
-            ),
-        )
-    )
+        steps.append(Step("train", f"sup-all-bce-s{s}", "sup-all-bce", dict(sup, seed=s), seed=s))
+        wbce = dict(sup, seed=s, loss="weighted-bce")
+        steps.append(Step("train", f"sup-all-wbce-s{s}", "sup-all-wbce", wbce, seed=s))
+        head = dict(sup, seed=s, mode="head", augment="none", lr=1e-2)
+        steps.append(Step("train", f"sup-head-s{s}", "sup-head", head, seed=s))
+    epochs = b["pretrain_epochs"][cfg.dataset]
+    for m in cfg.methods:
+        options = dict(common, mlflow=cfg.mlflow, epochs=epochs, stem=ssl_stem, method=m)
+        options["knn_every"] = min(5, epochs)
+        steps.append(Step("pretrain", _names(m)[0], "pretrain", options, method=m))
     fr = ",".join(f"{f:g}" for f in b["fractions"])
     seeds = ",".join(str(s) for s in b["seeds"])
-    steps.append(
-        ("probe", "probe-ssl", dict(common, encoder="@simclr", label_fractions=fr, seeds=seeds))
-    )
-    steps.append(
-        (
-            "probe",
-            "probe-random",
-            dict(common, encoder="random", stem=ssl_stem, label_fractions=fr, seeds=seeds),
-        )
-    )
+    for m in cfg.methods:
+        options = dict(common, encoder=f"@{_names(m)[0]}", label_fractions=fr, seeds=seeds)
+        steps.append(Step("probe", _names(m)[1], "probe", options, method=m))
+    random = dict(common, encoder="random", stem=ssl_stem, label_fractions=fr, seeds=seeds)
+    steps.append(Step("probe", "probe-random", "probe", random))
     for f in b["fractions"]:
         for s in b["seeds"]:
+            scratch = dict(sup, stem=ssl_stem, seed=s, label_fraction=f)
             steps.append(
-                (
-                    "train",
-                    f"ft-scratch-f{f:g}-s{s}",
-                    dict(sup, stem=ssl_stem, seed=s, label_fraction=f),
-                )
+                Step("train", f"ft-scratch-f{f:g}-s{s}", "ft-scratch", scratch, fraction=f, seed=s)
             )
-            steps.append(
-                (
-                    "train",
-                    f"ft-ssl-f{f:g}-s{s}",
-                    dict(
-                        sup,
-                        stem=ssl_stem,
-                        seed=s,
-                        label_fraction=f,
-                        init="@simclr",
-                        encoder_lr_scale=0.1,
-                    ),
-                )
-            )
+            for m in cfg.methods:
+                pre, _, prefix = _names(m)
+                ft = dict(scratch, init=f"@{pre}", encoder_lr_scale=0.1)
+                name = f"{prefix}-f{f:g}-s{s}"
+                steps.append(Step("train", name, "ft-ssl", ft, method=m, fraction=f, seed=s))
     return steps
 
 
-def _finished(kind: str, run: Path) -> bool:
+def _finished(step: Step, out: Path) -> bool:
     marker = {"train": "metrics.json", "pretrain": "pretrain.json", "probe": "summary.json"}
-    return (run / marker[kind]).is_file()
+    return (out / "runs" / step.name / marker[step.kind]).is_file()
 
 
-def _step_configs(cfg: StudyConfig, out: Path, steps: list) -> list:
+def _step_configs(out: Path, steps: list[Step]) -> list:
     """Each step's validated options (bad ones fail here, before the study writes anything)."""
     from medssl.options import PretrainConfig, ProbeConfig, TrainConfig
 
     classes = {"train": TrainConfig, "pretrain": PretrainConfig, "probe": ProbeConfig}
-    encoder = str(out / "runs" / "simclr" / "encoder.safetensors")
     configs = []
-    for kind, name, opts in steps:
-        # The SSL encoder is made by the study's pretrain step: its file is checked when used.
-        later = "@simclr" in opts.values()
-        opts = {k: (encoder if v == "@simclr" else v) for k, v in opts.items() if v is not None}
-        opts["out"] = str(out / "runs" / name)
-        configs.append(classes[kind].parse(opts, files_later=later))
+    for step in steps:
+        opts, later = {}, False
+        for k, v in step.options.items():
+            if isinstance(v, str) and v.startswith("@"):  # an encoder a pretrain step makes
+                v, later = str(out / "runs" / v[1:] / "encoder.safetensors"), True
+            if v is not None:
+                opts[k] = v
+        opts["out"] = str(out / "runs" / step.name)
+        configs.append(classes[step.kind].parse(opts, files_later=later))
     return configs
 
 
@@ -153,7 +153,8 @@ def run_study(cfg: StudyConfig, resume: bool = False, log=print) -> dict:
     from medssl.evaluate import evaluate_run
     from medssl.pretrain import pretrain
     from medssl.probe import probe
-    from medssl.train import resolve_device, train
+    from medssl.runtime import resolve_device
+    from medssl.train import train
 
     claimed = claim(cfg, resume)
     if claimed.action == "finished":
@@ -163,11 +164,16 @@ def run_study(cfg: StudyConfig, resume: bool = False, log=print) -> dict:
     resolve_device(cfg.device)
     D.load_arrays(cfg.dataset, cfg.data_root)  # bad data fails here, before anything is made
     steps = plan(cfg)
-    configs = _step_configs(cfg, out, steps)
+    configs = _step_configs(out, steps)
     record = out / "study.json"
     earlier = 0.0  # wall time adds up over invocations (a resumed study keeps its earlier time)
     if claimed.action == "resume" and record.is_file():
-        earlier = float(read_json(record, "study record").get("wall_time_s", 0.0))
+        earlier = read_json(record, "study record").get("wall_time_s", 0.0)
+        if not isinstance(earlier, int | float) or isinstance(earlier, bool) or earlier < 0:
+            raise MedsslError(f"{record}: wall_time_s {earlier!r} is not a time in seconds")
+    for step, run_cfg in zip(steps, configs, strict=True):  # each step's folder is checked too
+        if not _finished(step, out):
+            claim(run_cfg, resume=True)
     t0 = time.perf_counter()
 
     def save_record() -> None:
@@ -175,7 +181,7 @@ def run_study(cfg: StudyConfig, resume: bool = False, log=print) -> dict:
             record,
             {
                 "config": cfg.to_dict(),
-                "steps": [s[1] for s in steps],
+                "steps": [s.name for s in steps],
                 "wall_time_s": earlier + time.perf_counter() - t0,
             },
         )
@@ -190,19 +196,14 @@ def run_study(cfg: StudyConfig, resume: bool = False, log=print) -> dict:
             dynamic_ncols=True,
         )
         quiet = lambda *a, **k: None  # noqa: E731  (each run's own lines stay out of the bar)
-        for (kind, name, _), run_cfg in bar:
-            bar.set_postfix_str(name)
-            if _finished(kind, out / "runs" / name):
-                continue
-            if kind == "train":
-                train(run_cfg, resume=True, log=quiet)
-            elif kind == "pretrain":
-                pretrain(run_cfg, resume=True, log=quiet)
-            else:
-                probe(run_cfg, resume=True, log=quiet)
-            save_record()
+        run = {"train": train, "pretrain": pretrain, "probe": probe}
+        for step, run_cfg in bar:
+            bar.set_postfix_str(step.name)
+            if not _finished(step, out):
+                run[step.kind](run_cfg, resume=True, log=quiet)
+                save_record()
         bar.close()
-        _embeddings(cfg, out)
+        _embeddings(cfg, out, steps)
         best = best_runs(out, steps)
         for family, name in best.items():
             if not (out / "runs" / name / "evaluation.json").is_file():
@@ -216,41 +217,46 @@ def run_study(cfg: StudyConfig, resume: bool = False, log=print) -> dict:
     return summary
 
 
-def _embeddings(cfg: StudyConfig, out: Path) -> None:
+def _embeddings(cfg: StudyConfig, out: Path, steps: list[Step]) -> None:
     """t-SNE maps for the report from the probes' cached test features, where a probe lacks one."""
     from safetensors.numpy import load_file
 
     from medssl.probe import write_embedding
 
     info = D.dataset_info(cfg.dataset)
-    for name in ("probe-ssl", "probe-random"):
-        run = out / "runs" / name
+    for step in (s for s in steps if s.kind == "probe"):
+        run = out / "runs" / step.name
         if (run / "embedding.csv").is_file() or not (run / "features.safetensors").is_file():
             continue
         targets = D.load_splits(cfg.dataset, cfg.data_root)["test"].targets.numpy()
         feats = load_file(str(run / "features.safetensors"))["test"].astype(np.float64)  # ours
         pos = info.label_names[info.default_positive]
-        write_embedding(run, feats, targets.astype(np.int64), name, pos)
+        write_embedding(run, feats, targets.astype(np.int64), step.name, pos)
 
 
-def best_runs(out: Path, steps: list) -> dict[str, str]:
-    """The run with the best validation AUROC in each supervised family (never test)."""
-    families = {
-        "fine-tune all (BCE)": "sup-all-bce-",
-        "fine-tune all (weighted BCE)": "sup-all-wbce-",
-        "head-only": "sup-head-",
-        "SSL fine-tune (all labels)": "ft-ssl-f1-",
-    }
+FAMILIES = {
+    "fine-tune all (BCE)": "sup-all-bce",
+    "fine-tune all (weighted BCE)": "sup-all-wbce",
+    "head-only": "sup-head",
+}
+
+
+def best_runs(out: Path, steps: list[Step]) -> dict[str, str]:
+    """The run with the best validation AUROC in each supervised family, and among the SSL
+    fine-tunes with all labels of every method (never test)."""
+    candidates = {label: [s for s in steps if s.family == fam] for label, fam in FAMILIES.items()}
+    candidates["SSL fine-tune (all labels)"] = [
+        s for s in steps if s.family == "ft-ssl" and s.fraction == 1.0
+    ]
     best = {}
-    for family, prefix in families.items():
-        names = [n for k, n, _ in steps if k == "train" and n.startswith(prefix)]
+    for label, group in candidates.items():
         scored = [
-            (read_json(out / "runs" / n / "metrics.json", "metrics")["val"]["auroc"], n)
-            for n in names
-            if (out / "runs" / n / "metrics.json").is_file()
+            (read_metrics(out / "runs" / s.name / "metrics.json")["val"]["auroc"], s.name)
+            for s in group
+            if (out / "runs" / s.name / "metrics.json").is_file()
         ]
         if scored:
-            best[family] = max(scored)[1]
+            best[label] = max(scored)[1]
     return best
 
 
@@ -258,21 +264,38 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def summarise(cfg: StudyConfig, out: Path, steps: list, best: dict, wall_s: float) -> dict:
+def _rows(metrics: dict[float, list[dict]]) -> list[dict]:
+    """Label-efficiency rows (mean ± std over seeds of test metrics) of train runs by fraction."""
+    rows = []
+    for f, ms in metrics.items():
+        row = {"label_fraction": f, "n_train": ms[0]["n_train"]}
+        for key in ("auroc", "balanced_accuracy", "ece"):
+            mean, std = _mean_std([m["test"][key] for m in ms])
+            row[f"test_{key}"], row[f"test_{key}_std"] = mean, std
+        row["val_auroc"] = statistics.mean(m["val"]["auroc"] for m in ms)
+        rows.append(row)
+    return rows
+
+
+def summarise(cfg: StudyConfig, out: Path, steps: list[Step], best: dict, wall_s: float) -> dict:
     """Everything the reports show, from the run directories (re-readable at any time)."""
     runs = out / "runs"
 
-    def metrics(name: str) -> dict:
-        return read_json(runs / name / "metrics.json", "metrics")
+    def metrics(step: Step) -> dict:
+        return read_metrics(runs / step.name / "metrics.json")
+
+    def by_fraction(family: str, method: str | None) -> dict[float, list[dict]]:
+        group = [s for s in steps if s.family == family and s.method == method]
+        return {f: [metrics(s) for s in group if s.fraction == f] for f in b["fractions"]}
 
     b = BUDGETS[cfg.budget]
     supervised = {}
-    for label, prefix in (
-        ("fine-tune all, BCE", "sup-all-bce-s"),
-        ("fine-tune all, weighted BCE", "sup-all-wbce-s"),
-        ("head-only (random encoder)", "sup-head-s"),
+    for label, family in (
+        ("fine-tune all, BCE", "sup-all-bce"),
+        ("fine-tune all, weighted BCE", "sup-all-wbce"),
+        ("head-only (random encoder)", "sup-head"),
     ):
-        ms = [metrics(f"{prefix}{s}") for s in b["seeds"]]
+        ms = [metrics(s) for s in steps if s.family == family]
         supervised[label] = {
             k: _mean_std([m["test"][k] for m in ms])
             for k in ("auroc", "balanced_accuracy", "accuracy", "ece")
@@ -282,40 +305,46 @@ def summarise(cfg: StudyConfig, out: Path, steps: list, best: dict, wall_s: floa
         supervised[label]["stem"] = ms[0]["stem"]
         supervised[label]["epochs"] = ms[0]["epochs"]
     efficiency: dict[str, list[dict]] = {}
-    for label, name in (
-        ("SSL linear probe", "probe-ssl"),
-        ("random-encoder probe", "probe-random"),
-    ):
-        efficiency[label] = read_json(runs / name / "summary.json", "probe summary")["table"]
-    for label, prefix in (("supervised from scratch", "ft-scratch"), ("SSL fine-tune", "ft-ssl")):
-        rows = []
-        for f in b["fractions"]:
-            ms = [metrics(f"{prefix}-f{f:g}-s{s}") for s in b["seeds"]]
-            row = {"label_fraction": f, "n_train": ms[0]["n_train"]}
-            for key in ("auroc", "balanced_accuracy", "ece"):
-                mean, std = _mean_std([m["test"][key] for m in ms])
-                row[f"test_{key}"], row[f"test_{key}_std"] = mean, std
-            rows.append(row)
-        efficiency[label] = rows
-    pre = read_json(runs / "simclr" / "pretrain.json", "pretrain summary")
-    init = runs / "simclr" / "knn_init.json"
-    if pre.get("knn_val_auroc_init") is None and init.is_file():  # runs made before it existed
-        pre["knn_val_auroc_init"] = read_json(init, "kNN monitor").get("knn_val_auroc")
+    probes = {}
+    for step in (s for s in steps if s.kind == "probe"):
+        summary = read_json(runs / step.name / "summary.json", "probe summary", require=("table",))
+        results = read_csv(runs / step.name / "results.csv", {"val_auroc": float})
+        probes[step.method] = statistics.mean(r["val_auroc"] for r in results)
+        label = f"{NAMES[step.method]} linear probe" if step.method else "random-encoder probe"
+        efficiency[label] = summary["table"]
+    efficiency["supervised from scratch"] = _rows(by_fraction("ft-scratch", None))
+    for m in cfg.methods:
+        efficiency[f"{NAMES[m]} fine-tune"] = _rows(by_fraction("ft-ssl", m))
+    pretrained = {}
+    for step in (s for s in steps if s.kind == "pretrain"):
+        pre = read_json(runs / step.name / "pretrain.json", "pretrain summary", require=("epochs",))
+        init = runs / step.name / "knn_init.json"
+        if pre.get("knn_val_auroc_init") is None and init.is_file():  # runs made before it
+            pre["knn_val_auroc_init"] = read_json(init, "kNN monitor").get("knn_val_auroc")
+        pretrained[step.method] = pre | {"run": step.name}
     info = D.dataset_info(cfg.dataset)
+    chosen = max(cfg.methods, key=lambda m: probes[m])  # on validation only
     return {
         "dataset": cfg.dataset,
         "budget": cfg.budget,
         "seeds": b["seeds"],
+        "methods": list(cfg.methods),
+        "best_method": {
+            "method": chosen,
+            "val_auroc": probes[chosen],
+            "by": "mean probe val AUROC",
+        },
+        "probe_val_auroc": {m: probes[m] for m in cfg.methods},
         "positive_class": {
             "label": info.default_positive,
             "name": info.label_names[info.default_positive],
         },
         "supervised": supervised,
         "label_efficiency": efficiency,
-        "pretrain": pre,
+        "pretrain": pretrained,
         "best_runs": best,
         "wall_time_s": wall_s,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}",
-        "steps": [n for _, n, _ in steps],
+        "steps": [s.name for s in steps],
     }

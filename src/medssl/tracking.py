@@ -36,8 +36,13 @@ def mlflow_uri(uri: str) -> str:
     return Path(uri).resolve().as_uri()
 
 
-def check_tracking(mlflow: str | None) -> None:
-    """Refuse --mlflow before anything is written when MLflow is not installed."""
+def check_tracking(mlflow: str | None, out: Path | None = None) -> None:
+    """Refuse, before anything is written, --mlflow without MLflow installed and a run folder
+    whose `tensorboard` is not a folder."""
+    if out is not None and (out / "tensorboard").exists() and not (out / "tensorboard").is_dir():
+        raise MedsslError(
+            f"{out}/tensorboard is not a folder; {out} is damaged; choose another --out"
+        )
     if mlflow:
         import importlib.util
 
