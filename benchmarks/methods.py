@@ -88,9 +88,9 @@ def lightly_loss(method: str, model):
         def moco(v1, v2):
             update_momentum(model.encoder, model.key_encoder, 0.99)
             update_momentum(model.projection, model.key_projection, 0.99)
-            with torch.no_grad():
-                k = model.key_projection(model.key_encoder(v2))
-            return crit(emb(v1), k)
+            with torch.no_grad():  # symmetrised, as medssl's MoCo: both views are queries
+                k1, k2 = (model.key_projection(model.key_encoder(v)) for v in (v1, v2))
+            return 0.5 * (crit(emb(v1), k2) + crit(emb(v2), k1))
 
         return moco
     if method in ("byol", "simsiam"):
