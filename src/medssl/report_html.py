@@ -37,7 +37,8 @@ def _embedding_panels(runs: Path, summary: dict) -> dict:
     for title, name in ((f"{NAMES[best]} encoder", probe), ("random encoder", "probe-random")):
         f = runs / name / "embedding.csv"
         if f.is_file():
-            rows = list(csv.DictReader(f.open()))
+            with f.open(newline="") as fh:
+                rows = list(csv.DictReader(fh))
             xy = np.array([[float(r["x"]), float(r["y"])] for r in rows])
             panels[title] = (xy, np.array([int(r["target"]) for r in rows]))
     return panels
