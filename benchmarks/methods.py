@@ -54,8 +54,7 @@ def lightly_transform(method: str):
     if method == "simsiam":
         return T.SimSiamTransform(gaussian_blur=0.2, sigmas=(0.1, 0.7), **common)
     if method in ("byol", "barlow"):  # lightly's Barlow Twins examples use the BYOL transform
-        view = dict(input_size=28, min_scale=0.35, random_gray_scale=0.0, normalize=None, **GREY)
-        return T.BYOLTransform(T.BYOLView1Transform(**view), T.BYOLView2Transform(**view))
+        return T.BYOLTransform(T.BYOLView1Transform(**common), T.BYOLView2Transform(**common))
     if method == "vicreg":
         return T.VICRegTransform(**common)
     return T.DINOTransform(  # two global views, no local crops (as medssl's DINO)

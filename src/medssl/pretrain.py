@@ -116,7 +116,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
     precision = resolve_precision(cfg.precision, device)
     images = splits["train"].images  # labels are never read by the training step
     n, global_batch = len(images), cfg.batch_size * world
-    steps = n // global_batch if n >= global_batch else 1
+    steps = steps_per_epoch(n, global_batch)
     if rank == 0:
         if state:
             log(f"resumed {out} at epoch {state['epoch'] + 1}")
@@ -165,7 +165,7 @@ def _loop(cfg, model, net, opt, gen, images, splits, out, tracker, precision) ->
     rank, world = _rank_info()
     device, n = images.device, len(images)
     global_batch = cfg.batch_size * world
-    steps = n // global_batch if n >= global_batch else 1
+    steps = steps_per_epoch(n, global_batch)
     aug = cfg.augment_config()
 
     def batches(epoch: int) -> list[torch.Tensor]:
@@ -221,6 +221,11 @@ def _loop(cfg, model, net, opt, gen, images, splits, out, tracker, precision) ->
         hint=f"lower --lr{' or raise --temperature' if cfg.method in ('simclr', 'moco') else ''}",
         write=rank == 0,
     )
+
+
+def steps_per_epoch(n: int, global_batch: int) -> int:
+    """Full global batches per epoch (the last partial one is dropped); one when n < batch."""
+    return n // global_batch if n >= global_batch else 1
 
 
 def _quiet(*_args, **_kw) -> None:

@@ -27,7 +27,7 @@ from medssl.errors import MedsslError
 from medssl.methods import NAMES
 from medssl.options import StudyConfig
 from medssl.report import read_metrics
-from medssl.rundir import claim, open_run
+from medssl.rundir import MARKERS, claim, open_run
 
 # Budgets: epochs, seeds and label fractions. quick finishes in minutes on a 2-core CPU
 # (ImageNet stem everywhere); standard uses each dataset's default supervised recipe.
@@ -126,8 +126,7 @@ def plan(cfg: StudyConfig) -> list[Step]:
 
 
 def _finished(step: Step, out: Path) -> bool:
-    marker = {"train": "metrics.json", "pretrain": "pretrain.json", "probe": "summary.json"}
-    return (out / "runs" / step.name / marker[step.kind]).is_file()
+    return (out / "runs" / step.name / MARKERS[step.kind]).is_file()
 
 
 def _step_configs(out: Path, steps: list[Step]) -> list:

@@ -75,20 +75,7 @@ def build_model(cfg: TrainConfig, device: torch.device, log=print) -> Classifier
     return model.to(device, memory_format=torch.channels_last)
 
 
-def _checkpoint_state(model, opt, epoch, best, gen, history_len) -> dict:
-    return {
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
-        "epoch": epoch,
-        "best_auroc": best[0],
-        "best_epoch": best[1],
-        "generator": gen.get_state(),
-        "torch_rng": torch.get_rng_state(),
-        "history_len": history_len,
-    }
-
-
-RESUME_KEYS = ("model", "best_auroc", "best_epoch")
+RESUME_KEYS = ("model", "best_auroc", "best_epoch")  # beside the engine's CHECKPOINT_KEYS
 
 
 def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
@@ -201,6 +188,8 @@ def _fit(cfg, model, opt, gen, splits, train_split, out, state, log, tracker) ->
         f"({info.label_names[positive]}); device {device}"
     )
 
+    steps = len(batches(torch.arange(n), cfg.batch_size))
+
     def epoch_batches(epoch: int) -> list[torch.Tensor]:
         model.train()
         return batches(torch.randperm(n, generator=gen, device=device), cfg.batch_size)
@@ -238,7 +227,6 @@ def _fit(cfg, model, opt, gen, splits, train_split, out, state, log, tracker) ->
                 val_auroc=val_auroc,
             )
             save_model(model, out / "best.safetensors", meta)
-        steps = len(batches(torch.arange(n), cfg.batch_size))
         return {
             "val_loss": float(loss_fn(val_logits, val_t)),
             "val_auroc": val_auroc,
