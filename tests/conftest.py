@@ -1,4 +1,5 @@
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATA_ROOT = Path(os.environ.get("MEDSSL_DATA_ROOT", REPO.parent / "shared" / "data" / "medmnist"))
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+# decoded user data is cached here during the tests, never in the user's ~/.cache/medssl
+os.environ["MEDSSL_CACHE"] = tempfile.mkdtemp(prefix="medssl-test-cache-")
 
 
 @pytest.fixture(scope="session")

@@ -110,7 +110,12 @@ PRESETS: dict[str, AugmentConfig] = {
     ),
 }
 
-MODALITY_PRESETS = {"chest-xray": "simclr-xray", "ultrasound": "simclr-ultrasound"}
+# a user's own data ("unknown"): the X-ray views, the milder of the two SimCLR presets
+MODALITY_PRESETS = {
+    "chest-xray": "simclr-xray",
+    "ultrasound": "simclr-ultrasound",
+    "unknown": "simclr-xray",
+}
 assert tuple(PRESETS) == OPTION_PRESETS, "declare new presets in medssl.options.PRESETS too"
 
 
@@ -271,7 +276,7 @@ def preview(cfg) -> str:
     from medssl.rundir import check_output_file
 
     out = check_output_file(cfg.out, plots.written_by("augment-preview"), "PNG image")
-    train = D.load_splits(cfg.dataset, cfg.data_root)["train"]
+    train = D.load_splits(cfg.dataset, cfg.data_root, positive=1)["train"]  # labels unused
     gen = torch.Generator().manual_seed(cfg.seed)
     idx = torch.randperm(len(train), generator=gen)[: cfg.images]
     x = to_float(train.images[idx])

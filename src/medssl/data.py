@@ -30,7 +30,7 @@ class DatasetInfo:
     name: str  # medmnist flag
     modality: str
     label_names: dict[int, str]
-    default_positive: int  # the clinically meaningful "positive" label
+    default_positive: int | None  # the clinically meaningful "positive" label (None: ask)
     default_epochs: int  # supervised epochs of the default recipe (~120-370 steps of 128)
     default_stem: str  # ResNet-18 stem of the default recipe, chosen on val (docs/results.md)
 
@@ -55,14 +55,59 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 
+# A user's own data (a folder, CSV or npz: medssl.sources): classes from the data, no default
+# positive class, and the fast recipe (imagenet stem) until `medssl tune` says otherwise.
+USER_EPOCHS, USER_STEM = 30, "imagenet"
+_USER_INFO: dict[str, DatasetInfo] = {}
+
+
 def dataset_info(name: str) -> DatasetInfo:
-    """Return the registry entry for `name`, or raise a clear error."""
-    try:
+    """The registry entry of a MedMNIST name, or the description of a user's source (listed,
+    not decoded); raises a clear error for anything else."""
+    if name in DATASETS:
         return DATASETS[name]
-    except KeyError:
+    from medssl import sources
+
+    key = str(expand(name))
+    if key not in _USER_INFO:
+        listing = sources.list_source(name)
+        _USER_INFO[key] = DatasetInfo(
+            name=key,
+            modality="unknown",
+            label_names=dict(enumerate(listing.classes)),
+            default_positive=None,
+            default_epochs=USER_EPOCHS,
+            default_stem=USER_STEM,
+        )
+    return _USER_INFO[key]
+
+
+def class_names(dataset: str, run_dir: Path | None = None) -> dict[int, str]:
+    """Label -> class name; for a user's source, from the run's data.json when it has one (the
+    data may have moved since)."""
+    if run_dir is not None and dataset not in DATASETS and (run_dir / "data.json").is_file():
+        from medssl.artifacts import read_json
+
+        classes = read_json(run_dir / "data.json", "data record", require=("classes",))["classes"]
+        if isinstance(classes, list) and len(classes) == 2:
+            return dict(enumerate(map(str, classes)))
+    return dataset_info(dataset).label_names
+
+
+def check_same_data(run_dir: Path, dataset: str, size: int) -> None:
+    """Refuse when a user's source no longer holds the images the run was made with."""
+    from medssl.artifacts import read_json
+    from medssl.sources import loaded_record
+
+    if dataset in DATASETS or not (run_dir / "data.json").is_file():
+        return
+    saved = read_json(run_dir / "data.json", "data record").get("content")
+    now = loaded_record(dataset, size)
+    if now is not None and saved != now.get("content"):
         raise MedsslError(
-            f"unknown dataset {name!r}; supported: {', '.join(sorted(DATASETS))}"
-        ) from None
+            f"{dataset}: its images or split differ from those {run_dir} was made with "
+            "(data.json); evaluate on the data the run saw"
+        )
 
 
 def default_data_root() -> Path:
@@ -75,8 +120,21 @@ def default_data_root() -> Path:
 
 def resolve_positive(info: DatasetInfo, positive: int | str | None) -> int:
     """Map a `--positive-class` value (label int, label name, or None) to a label int."""
+    names = ", ".join(f"{k} = {v}" for k, v in info.label_names.items())
     if positive is None:
+        if info.default_positive is None:
+            raise MedsslError(
+                f"--positive-class is required for {info.name} (its classes: {names}); name the "
+                "class that counts as positive"
+            )
         return info.default_positive
+    if info.name not in DATASETS:  # a user's classes: the name first, then the label number
+        for label, name in info.label_names.items():
+            if str(positive).lower() == name.lower():
+                return label
+        if str(positive) in ("0", "1"):
+            return int(positive)
+        raise MedsslError(f"--positive-class {positive!r} is not a class of {info.name}: {names}")
     if isinstance(positive, str) and not positive.isdigit():
         for label, name in info.label_names.items():
             if positive.lower() in {name.lower(), *name.lower().split("/")}:
@@ -128,6 +186,10 @@ def load_arrays(
     info = dataset_info(name)
     if size not in SIZES:
         raise MedsslError(f"--size must be one of {SIZES}, got {size}")
+    if name not in DATASETS:
+        from medssl.sources import load_labelled
+
+        return load_labelled(name, size)
     root = expand(root) if root is not None else default_data_root()
     path = root / npz_filename(name, size)
     if download and not path.is_file():
@@ -228,8 +290,7 @@ def load_splits(
     verify_md5: bool = False,
 ) -> dict[str, Split]:
     """Load train/val/test of a binary MedMNIST dataset onto `device`."""
-    info = dataset_info(name)
-    pos = info.default_positive if positive is None else positive
+    pos = resolve_positive(dataset_info(name), None) if positive is None else positive
     arrays = load_arrays(name, root, size=size, download=download, verify_md5=verify_md5)
     return {s: to_split(s, *arrays[s], pos, torch.device(device)) for s in SPLITS}
 
@@ -303,10 +364,22 @@ def data_command(cfg, log=print) -> None:
     present, the MD5 check and class balance per split. Every check runs before anything is
     written: missing files or a differing MD5 raise one line at the end, after the report, and
     `--export-samples DIR` (a new or empty folder) writes PNGs only when all files are good."""
+    if cfg.dataset and cfg.dataset not in DATASETS:
+        return _user_data_report(cfg, log)
     names = [cfg.dataset] if cfg.dataset else sorted(DATASETS)
     export = expand(cfg.export_samples) if cfg.export_samples else None
     if export is not None and (export.is_file() or (export.is_dir() and any(export.iterdir()))):
         raise MedsslError(f"--export-samples {export}: not a new or empty folder; name another")
+    tree = expand(cfg.export) if cfg.export else None
+    if tree is not None:
+        if len(names) != 1:
+            raise MedsslError("--export writes one dataset: add --dataset breastmnist (or another)")
+        if tree.is_file() or (tree.is_dir() and any(tree.iterdir())):
+            raise MedsslError(f"--export {tree}: not a new or empty folder; name another")
+        from medssl.rundir import enclosing_run
+
+        if enclosing_run(tree) is not None:
+            raise MedsslError(f"--export {tree}: inside the run folder {enclosing_run(tree)}")
     missing, bad_md5 = [], []
     for name in names:
         if cfg.download:
@@ -345,6 +418,31 @@ def data_command(cfg, log=print) -> None:
         for name in names:
             export_samples(name, cfg.data_root, cfg.size, export)
         log(f"sample PNGs in {export}")
+    if tree is not None:
+        from medssl.sources import export_folder
+
+        export_folder(names[0], cfg.data_root, cfg.size, tree, log)
+
+
+def _user_data_report(cfg, log) -> None:
+    """`medssl data --dataset PATH`: a user's source as medssl reads it (decoded and cached)."""
+    from medssl.sources import list_source
+
+    if cfg.export or cfg.export_samples or cfg.download:
+        raise MedsslError("--export, --export-samples and --download are for MedMNIST names")
+    listing = list_source(cfg.dataset)
+    arrays = load_arrays(cfg.dataset, size=cfg.size)
+    classes = ", ".join(f"{i} = {c}" for i, c in enumerate(listing.classes))
+    log(
+        f"{listing.source} ({listing.kind}): labels {classes}; positive class: name it with "
+        "--positive-class"
+    )
+    log(f"  split: {listing.record()['split']}")
+    for split, (_, lab) in arrays.items():
+        log(
+            f"  {split:<5} n={len(lab):>6}  label 0: {(lab == 0).sum():>6}  label 1: "
+            f"{(lab == 1).sum():>6}"
+        )
 
 
 def export_samples(name: str, root, size: int, out: Path, per_class: int = 4) -> None:

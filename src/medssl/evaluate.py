@@ -205,8 +205,9 @@ def _image_checks(run: ClassifierRun, result: dict, test: dict, k: int, seed: in
 
     tc = run.cfg
     device = resolve_device(tc.device)
-    info = D.dataset_info(tc.dataset)
+    label_names = D.class_names(tc.dataset, run.path)
     split = D.load_splits(tc.dataset, tc.data_root, run.positive, tc.size, device)["test"]
+    D.check_same_data(run.path, tc.dataset, tc.size)
     if not np.array_equal(split.targets.cpu().numpy().astype(int), test["target"]):
         raise MedsslError(f"{run.path}: test labels differ from predictions.csv (other data?)")
     model = run.model.to(device, memory_format=torch.channels_last)
@@ -223,7 +224,7 @@ def _image_checks(run: ClassifierRun, result: dict, test: dict, k: int, seed: in
     fp = np.flatnonzero(y == 0)[np.argsort(-p[y == 0], kind="stable")][:k]
     fn = np.flatnonzero(y == 1)[np.argsort(p[y == 1], kind="stable")][:k]
     idx = np.r_[fp, fn]
-    names = {1: info.label_names[run.positive], 0: info.label_names[1 - run.positive]}
+    names = {1: label_names[run.positive], 0: label_names[1 - run.positive]}
     threshold = result["operating_points"]["youden"]["val"]["threshold"]
     return {
         "gallery": (
@@ -238,9 +239,9 @@ def _image_checks(run: ClassifierRun, result: dict, test: dict, k: int, seed: in
 
 
 def _positive_name(run: ClassifierRun) -> str:
-    from medssl.data import dataset_info
+    from medssl.data import class_names
 
-    return dataset_info(run.cfg.dataset).label_names[run.positive]
+    return class_names(run.cfg.dataset, run.path)[run.positive]
 
 
 def format_evaluation(r: dict, pos_name: str) -> str:

@@ -71,9 +71,45 @@ def _methods(value: Any) -> Any:
 
 
 def _dataset(name: str) -> str:
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; supported: {', '.join(DATASETS)}")
-    return name
+    """A MedMNIST name, or a user's folder / .csv / .npz (kept as an absolute path, so a saved
+    config.yaml names the same data from anywhere)."""
+    if name in DATASETS:
+        return name
+    _path(name)
+    path = Path(name).expanduser()
+    if path.is_dir() or (path.is_file() and path.suffix.lower() in (".csv", ".npz")):
+        return str(path.resolve())
+    raise ValueError(
+        f"unknown dataset {name!r}: not {' or '.join(DATASETS)}, nor an existing folder, .csv or "
+        ".npz file"
+    )
+
+
+def _pool_sources(value: Any) -> Any:
+    """Unlabeled pool sources: MedMNIST names, image folders or .npz/.npy arrays."""
+    items = _comma_list(value)
+    if items is None or not isinstance(items, list):
+        return items
+    out = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"{item!r} is not a dataset name or path")
+        if item in DATASETS:
+            out.append(item)
+            continue
+        _path(item)
+        path = Path(item).expanduser()
+        if not (path.is_dir() or (path.is_file() and path.suffix.lower() in (".npz", ".npy"))):
+            raise ValueError(
+                f"{item!r}: not {' or '.join(DATASETS)}, nor an existing folder, .npz or .npy file"
+            )
+        out.append(str(path.resolve()))
+    if not out:
+        raise ValueError("name at least one source")
+    return list(dict.fromkeys(out))
+
+
+PoolSources = Annotated[list[str] | None, BeforeValidator(_pool_sources)]
 
 
 def _size(size: int) -> int:
@@ -113,7 +149,12 @@ def _to_str(value: Any) -> Any:
 
 
 Dataset = Annotated[
-    str, Field(description="`breastmnist` \\| `pneumoniamnist`"), AfterValidator(_dataset)
+    str,
+    Field(
+        description="`breastmnist` \\| `pneumoniamnist` \\| your data: a folder, .csv or .npz "
+        "(docs/data.md)"
+    ),
+    AfterValidator(_dataset),
 ]
 DataRoot = Annotated[
     str | None,
@@ -156,7 +197,7 @@ PositiveClass = Annotated[
     BeforeValidator(_to_str),
     Field(
         description="label (0/1) or name counted as positive (unset: malignant for "
-        "BreastMNIST, pneumonia for PneumoniaMNIST)"
+        "BreastMNIST, pneumonia for PneumoniaMNIST; required for your own data)"
     ),
 ]
 Mlflow = Annotated[
@@ -411,6 +452,13 @@ class PretrainConfig(Options):
     dataset: Dataset = "breastmnist"
     data_root: DataRoot = None
     out: OutDir = "runs/pretrain"
+    unlabeled: PoolSources = opt(
+        None,
+        "comma-separated images to pretrain on instead of the dataset's training split: "
+        "MedMNIST names (their training split), image folders (any depth), .npz/.npy arrays; "
+        "the kNN monitor still uses the dataset's labels",
+        shown="the dataset's train split",
+    )
     method: Literal["simclr", "moco", "byol", "simsiam", "barlow", "vicreg", "dino"] = opt(
         "simclr",
         "`simclr` \\| `moco` (v2) \\| `byol` \\| `simsiam` \\| `barlow` (Barlow Twins) "
@@ -629,9 +677,23 @@ class StudyConfig(Options):
         "`simclr,byol`",
         shown="simclr",
     )
+    positive_class: PositiveClass = None
+    pretrain_on: PoolSources = opt(
+        None,
+        "pretrain on these sources instead of the dataset's training split (as `pretrain "
+        "--unlabeled`): cross-dataset transfer",
+        shown="the dataset's train split",
+    )
     device: Device = "auto"
     mlflow: Mlflow = None
     progress: Progress = True
+
+    @model_validator(mode="after")
+    def _check(self) -> StudyConfig:
+        from medssl import data as D
+
+        D.resolve_positive(D.dataset_info(self.dataset), self.positive_class)
+        return self
 
 
 class AugmentPreviewConfig(Options):
@@ -684,6 +746,13 @@ class DataConfig(Options):
     export_samples: Annotated[
         str | None, AfterValidator(lambda v: v if v is None else _not_blank(v))
     ] = opt(None, "folder for sample PNGs (new or empty)")
+    export: Annotated[str | None, AfterValidator(lambda v: v if v is None else _not_blank(v))] = (
+        opt(
+            None,
+            "write the dataset (one MedMNIST name) as a folder tree "
+            "DIR/{train,val,test}/{class}/*.png plus DIR/labels.csv (a new or empty folder)",
+        )
+    )
 
 
 class EvaluateConfig(Options):

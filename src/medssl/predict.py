@@ -153,8 +153,8 @@ def predict_run(
         model, torch.from_numpy(images).to(dev), cfg.eval_batch_size, cfg.resize, cfg.precision
     )
     z = logits.double().cpu().numpy()
-    info = D.dataset_info(cfg.dataset)
-    names = {True: info.label_names[run.positive], False: info.label_names[1 - run.positive]}
+    label_names = D.class_names(cfg.dataset, run.path)
+    names = {True: label_names[run.positive], False: label_names[1 - run.positive]}
     rows = []
     for (src, idx), zz in zip(sources, z, strict=True):
         row = {"source": src, "index": idx, "logit": float(zz), "probability": float(sigmoid(zz))}

@@ -84,17 +84,18 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
     out = Path(cfg.out)
     check_tracking(cfg.mlflow, Path(cfg.out))
     info = D.dataset_info(cfg.dataset)
-    splits = D.load_splits(
+    splits = D.load_splits(  # the kNN monitor's AUROC is the same for either positive class
         cfg.dataset,
         cfg.data_root,
-        info.default_positive,
+        1 if info.default_positive is None else info.default_positive,
         cfg.size,
         device,
         cfg.download,
         cfg.verify_md5,
     )
+    images, seen = pretraining_images(cfg, splits, log if rank == 0 else _quiet)
     torch.manual_seed(cfg.seed)
-    model = build(cfg, len(splits["train"])).to(device, memory_format=torch.channels_last)
+    model = build(cfg, len(images)).to(device, memory_format=torch.channels_last)
     net = model
     if world > 1:
         if cfg.sync_bn:
@@ -114,14 +115,13 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
             ("loss", "epoch_time_s"),
         )
     precision = resolve_precision(cfg.precision, device)
-    images = splits["train"].images  # labels are never read by the training step
     n, global_batch = len(images), cfg.batch_size * world
     steps = steps_per_epoch(n, global_batch)
     if rank == 0:
         if state:
             log(f"resumed {out} at epoch {state['epoch'] + 1}")
         log(
-            f"{cfg.method} on {cfg.dataset} train ({n} images, labels unused): {steps} "
+            f"{cfg.method} on {_saw(seen)} ({n} images, labels unused): {steps} "
             f"steps/epoch of {min(global_batch, n)} images = {2 * min(global_batch, n)} views, "
             f"augment {cfg.augment}, {world} process(es), device {device}, {precision}"
         )
@@ -151,7 +151,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
         history = engine.run(loop, start, state["history"] if state else [], tracker)
         summary = {}
         if rank == 0:
-            summary = _finish(cfg, history, out, n, world, precision, str(device))
+            summary = _finish(cfg, history, out, seen, world, precision, str(device))
             drop_resume_state(out)
             tracker.figure("figures/loss_curve", out / "loss_curve.png")
             tracker.artifact(out / "pretrain.json")
@@ -269,7 +269,25 @@ def format_summary(s: dict) -> str:
     )
 
 
-def _finish(cfg, history, out, n, world, precision, device) -> dict:
+def pretraining_images(cfg: PretrainConfig, splits: dict, log) -> tuple[torch.Tensor, list]:
+    """The images pretrained on, (N, 1, H, W) uint8 on the splits' device, and what they are:
+    the dataset's training split, or the `--unlabeled` pool (never its val/test images)."""
+    train = splits["train"]
+    if not cfg.unlabeled:  # labels are never read by the training step
+        return train.images, [{"source": cfg.dataset, "kind": "train split", "n": len(train)}]
+    from medssl import sources
+
+    pool, seen = sources.load_pool(cfg.unlabeled, cfg.data_root, cfg.size, log)
+    arrays = {s: (splits[s].images[:, 0].cpu().numpy(), None) for s in D.SPLITS}
+    sources.check_pool(pool, arrays, cfg.dataset)
+    return torch.from_numpy(pool).unsqueeze(1).to(train.images.device), seen
+
+
+def _saw(seen: list[dict]) -> str:
+    return " + ".join(f"{s['source']} ({s['kind']}, {s['n']})" for s in seen)
+
+
+def _finish(cfg, history, out, seen, world, precision, device) -> dict:
     from medssl import plots
 
     init_file = out / "knn_init.json"
@@ -282,7 +300,8 @@ def _finish(cfg, history, out, n, world, precision, device) -> dict:
         "objective": cfg.method,
         "method": cfg.method,
         "epochs": cfg.epochs,
-        "n_train_images": n,
+        "n_train_images": sum(s["n"] for s in seen),
+        "pretrained_on": seen,
         "world_size": world,
         "device": device,
         "precision": precision,

@@ -78,7 +78,7 @@ def write_reports(out: Path, summary: dict) -> None:
     intro = (
         f"Positive class: label {pos['label']} ({pos['name']}). Seeds {summary['seeds']}"
         f"{'; mean ± std over seeds' if k > 1 else ''}; models chosen on validation AUROC, "
-        f"metrics on the official "
+        f"metrics on the {'official ' if '/' not in summary['dataset'] else ''}"
         f"test split. Wall time {summary['wall_time_s'] / 60:.1f} min on "
         f"{summary['machine']}."
     )
@@ -257,10 +257,16 @@ def _pretrain_text(method: str, pre: dict) -> str:
             f"{_num(pre.get('knn_few_val_auroc_first'))} (first check) → "
             f"{_num(pre.get('knn_few_val_auroc_last'))} (last)"
         )
+    saw = f"{pre.get('n_train_images')} unlabeled training images"
+    if isinstance(pre.get("pretrained_on"), list):
+        saw = "unlabeled images of " + " + ".join(
+            f"{Path(str(s.get('source'))).name} ({s.get('kind')}, {s.get('n')})"
+            for s in pre["pretrained_on"]
+            if isinstance(s, dict)
+        )
     return (
-        f"{NAMES.get(method, method)}: {pre['epochs']} epoch(s) on {pre.get('n_train_images')} "
-        f"unlabeled training images; loss {_num(pre.get('first_loss'))} → "
-        f"{_num(pre.get('final_loss'))}; kNN validation AUROC "
+        f"{NAMES.get(method, method)}: {pre['epochs']} epoch(s) on {saw}; loss "
+        f"{_num(pre.get('first_loss'))} → {_num(pre.get('final_loss'))}; kNN validation AUROC "
         f"{_num(pre.get('knn_val_auroc_init'))} (random init) → "
         f"{_num(pre.get('knn_val_auroc_first'))} (first check) → "
         f"{_num(pre.get('knn_val_auroc_last'))} (last){few}; "

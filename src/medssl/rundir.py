@@ -262,6 +262,7 @@ def open_run(claimed: Claim, opts) -> Iterator[Path]:
         record.pop("reason", None)
         write_json(path / RUN_FILE, record | {"state": "running", "pid": os.getpid()})
         write_yaml(path / "config.yaml", opts.saved_config())
+        _record_data(path, opts)
         try:
             yield path
         except BaseException as exc:
@@ -272,6 +273,17 @@ def open_run(claimed: Claim, opts) -> Iterator[Path]:
         finished = (path / MARKERS[opts.command]).is_file()
         record["state"] = "finished" if finished else "interrupted"
         write_json(path / RUN_FILE, record | {"updated": _now()})
+
+
+def _record_data(path: Path, opts) -> None:
+    """data.json: what a user's data source was (classes, split, counts, content digest)."""
+    from medssl.sources import is_path, loaded_record
+
+    dataset = getattr(opts, "dataset", None)
+    if dataset and is_path(dataset):
+        record = loaded_record(dataset, getattr(opts, "size", 28))
+        if record is not None:
+            write_json(path / "data.json", record)
 
 
 def record_added(path: Path, command: str, files: list[str]) -> None:

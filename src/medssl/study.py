@@ -85,12 +85,25 @@ def _names(method: str) -> tuple[str, str, str]:
     return method, f"probe-{method}", f"ft-{method}"
 
 
+def _epochs(table: dict[str, int], dataset: str) -> int | None:
+    """A budget's epochs for `dataset`; a user's data gets BreastMNIST's number of training
+    steps (its epochs x 546 / N images, at least 1, at most BreastMNIST's epochs)."""
+    if dataset in D.DATASETS or "breastmnist" not in table:
+        return table.get(dataset)
+    from medssl.sources import list_source
+
+    n = len(list_source(dataset).labels["train"])
+    return max(1, min(table["breastmnist"], round(table["breastmnist"] * 546 / n)))
+
+
 def plan(cfg: StudyConfig) -> list[Step]:
     """The study's steps in execution order."""
     b = BUDGETS[cfg.budget]
     common = {"dataset": cfg.dataset, "data_root": cfg.data_root, "device": cfg.device}
     common["progress"] = False
-    sup = dict(common, epochs=b["sup_epochs"].get(cfg.dataset), stem=b["stem"], mlflow=cfg.mlflow)
+    labelled = dict(common, positive_class=cfg.positive_class)
+    sup_epochs = _epochs(b["sup_epochs"], cfg.dataset)
+    sup = dict(labelled, epochs=sup_epochs, stem=b["stem"], mlflow=cfg.mlflow)
     ssl_stem = "imagenet"  # pretraining needs many epochs: the cheap stem keeps them affordable
     steps: list[Step] = []
     for s in b["seeds"]:
@@ -99,17 +112,18 @@ def plan(cfg: StudyConfig) -> list[Step]:
         steps.append(Step("train", f"sup-all-wbce-s{s}", "sup-all-wbce", wbce, seed=s))
         head = dict(sup, seed=s, mode="head", augment="none", lr=1e-2)
         steps.append(Step("train", f"sup-head-s{s}", "sup-head", head, seed=s))
-    epochs = b["pretrain_epochs"][cfg.dataset]
+    epochs = _epochs(b["pretrain_epochs"], cfg.dataset)
     for m in cfg.methods:
         options = dict(common, mlflow=cfg.mlflow, epochs=epochs, stem=ssl_stem, method=m)
+        options["unlabeled"] = cfg.pretrain_on
         options["knn_every"] = min(5, epochs)
         steps.append(Step("pretrain", _names(m)[0], "pretrain", options, method=m))
     fr = ",".join(f"{f:g}" for f in b["fractions"])
     seeds = ",".join(str(s) for s in b["seeds"])
     for m in cfg.methods:
-        options = dict(common, encoder=f"@{_names(m)[0]}", label_fractions=fr, seeds=seeds)
+        options = dict(labelled, encoder=f"@{_names(m)[0]}", label_fractions=fr, seeds=seeds)
         steps.append(Step("probe", _names(m)[1], "probe", options, method=m))
-    random = dict(common, encoder="random", stem=ssl_stem, label_fractions=fr, seeds=seeds)
+    random = dict(labelled, encoder="random", stem=ssl_stem, label_fractions=fr, seeds=seeds)
     steps.append(Step("probe", "probe-random", "probe", random))
     for f in b["fractions"]:
         for s in b["seeds"]:
@@ -227,9 +241,10 @@ def _embeddings(cfg: StudyConfig, out: Path, steps: list[Step]) -> None:
         run = out / "runs" / step.name
         if (run / "embedding.csv").is_file() or not (run / "features.safetensors").is_file():
             continue
-        targets = D.load_splits(cfg.dataset, cfg.data_root)["test"].targets.numpy()
+        positive = D.resolve_positive(info, cfg.positive_class)
+        targets = D.load_splits(cfg.dataset, cfg.data_root, positive)["test"].targets.numpy()
         feats = load_file(str(run / "features.safetensors"))["test"].astype(np.float64)  # ours
-        pos = info.label_names[info.default_positive]
+        pos = info.label_names[D.resolve_positive(info, cfg.positive_class)]
         write_embedding(run, feats, targets.astype(np.int64), step.name, pos)
 
 
@@ -322,6 +337,7 @@ def summarise(cfg: StudyConfig, out: Path, steps: list[Step], best: dict, wall_s
             pre["knn_val_auroc_init"] = read_json(init, "kNN monitor").get("knn_val_auroc")
         pretrained[step.method] = pre | {"run": step.name}
     info = D.dataset_info(cfg.dataset)
+    positive = D.resolve_positive(info, cfg.positive_class)
     chosen = max(cfg.methods, key=lambda m: probes[m])  # on validation only
     return {
         "dataset": cfg.dataset,
@@ -335,8 +351,8 @@ def summarise(cfg: StudyConfig, out: Path, steps: list[Step], best: dict, wall_s
         },
         "probe_val_auroc": {m: probes[m] for m in cfg.methods},
         "positive_class": {
-            "label": info.default_positive,
-            "name": info.label_names[info.default_positive],
+            "label": positive,
+            "name": info.label_names[positive],
         },
         "supervised": supervised,
         "label_efficiency": efficiency,
