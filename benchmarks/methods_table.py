@@ -52,7 +52,7 @@ def pretrain_and_probe(a: argparse.Namespace, method: str, seed: int) -> dict:
     if not (pre / "pretrain.json").is_file():
         resume = ["--resume"] if (pre / "run.json").is_file() else []
         args = ["pretrain", "--method", method, "--seed", str(seed), "--epochs", str(a.epochs)]
-        pool = ["--unlabeled", a.unlabeled] if a.unlabeled else []
+        pool = (["--unlabeled", a.unlabeled] if a.unlabeled else []) + a.extra.split()
         seconds = _run(args + ["--out", str(pre), "--knn-every", "0"] + common + pool + resume)
     if not (probe / "summary.json").is_file():
         resume = ["--resume"] if (probe / "run.json").is_file() else []
@@ -122,6 +122,7 @@ def main() -> None:
     p.add_argument("--out", default="runs/methods-table")
     p.add_argument("--unlabeled", default=None, help="pretrain on these sources (see pretrain)")
     p.add_argument("--tag", default="", help="names the runs and result files of this pool")
+    p.add_argument("--extra", default="", help="more pretrain options, e.g. '--warmup-epochs 1'")
     a = p.parse_args()
     methods = list(NAMES) if a.methods == "all" else a.methods.split(",")
     seeds = [int(s) for s in a.seeds.split(",")]
@@ -136,6 +137,7 @@ def main() -> None:
         f"`python benchmarks/methods_table.py --dataset {a.dataset} --epochs {a.epochs} "
         f"--seeds {a.seeds} --methods {a.methods} --fractions {a.fractions}"
         + (f" --unlabeled {a.unlabeled} --tag {a.tag}" if a.unlabeled else "")
+        + (f" --extra '{a.extra}'" if a.extra else "")
         + "`",
         "",
         f"Linear probe test AUROC, mean ± std over pretraining seeds {a.seeds} (each: mean over "

@@ -12,7 +12,7 @@ made (MedMNIST's proportions), the same every time for the same files.
 Images become one uint8 channel at the run's `--size` (RGB/RGBA/palette to grey, 16-bit to
 8-bit, other sizes resized; each kind of conversion is counted in the log). Decoded arrays are
 cached under `$MEDSSL_CACHE` (else `~/.cache/medssl`), keyed by the files' content and the size,
-so the second command on the same data skips decoding. Decoding runs in threads and streams
+so the second command on the same data skips decoding. Decoding (in threads for large files) streams
 into the cache file (a memory-mapped .npy), one chunk of images at a time.
 """
 
@@ -37,6 +37,7 @@ SPLIT_FRACTIONS = {"val": 0.1, "test": 0.2}  # MedMNIST's 7:1:2; train takes the
 SPLIT_SEED = 0
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm"}
 CACHE_ENV = "MEDSSL_CACHE"
+LARGE_FILE = 16 * 1024  # bytes: files this large on average are decoded in threads
 CHUNK = 2048  # images decoded per chunk (bounds the memory held outside the cache array)
 FORMAT = 1  # bump when decoding changes: old cache entries are then ignored
 
@@ -348,6 +349,15 @@ def decode_files(paths: list[Path], size: int, log=print, what: str = "images") 
     return _decode_into_cache(paths, size, target, meta, log, what)
 
 
+def _decode_workers(paths: list[Path]) -> int:
+    """Threads for decoding: one for small files (for 28 px PNGs threads were 3x slower than one
+    loop: the GIL, not the decoder, is the cost; benchmarks/convert.py), several for large ones
+    (Pillow releases the GIL while it decodes)."""
+    sample = paths[:: max(1, len(paths) // 64)][:64]
+    mean = sum(p.stat().st_size for p in sample) / len(sample)
+    return 1 if mean < LARGE_FILE else min(8, (os.cpu_count() or 1) * 2)
+
+
 def _decode_into_cache(paths, size, target: Path, meta: Path, log, what: str) -> np.ndarray:
     from medssl.artifacts import TEMP_SUFFIX
 
@@ -357,8 +367,7 @@ def _decode_into_cache(paths, size, target: Path, meta: Path, log, what: str) ->
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         out = np.lib.format.open_memmap(tmp, "w+", np.uint8, (len(paths), size, size))
-        workers = min(8, (os.cpu_count() or 1) * 2)
-        with ThreadPoolExecutor(workers) as pool:
+        with ThreadPoolExecutor(_decode_workers(paths)) as pool:
             for start in range(0, len(paths), CHUNK):
                 part = paths[start : start + CHUNK]
                 for i, (arr, tags) in enumerate(pool.map(lambda p: decode(p, size), part)):
