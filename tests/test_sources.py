@@ -312,6 +312,10 @@ def test_bad_sources_are_one_line_and_write_nothing(case, tmp_path, capsys):
         (["data", "--export", "{tmp}/data"], "--export writes one dataset"),
         (["data", "--dataset", "breastmnist", "--export", "{data}"], "not a new or empty folder"),
         (["study", "--dataset", "{data}"], "--positive-class is required"),
+        (
+            ["study", "--dataset", "{data}", "--positive-class", "a", "--pretrain-on", "{data}"],
+            "validation/test images",
+        ),  # fmt: skip
     ],
 )
 def test_bad_options_for_own_data(argv, reason, tmp_path, capsys, data_root, monkeypatch):

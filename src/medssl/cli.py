@@ -182,8 +182,15 @@ def _completion(o, ns) -> None:
     print(shtab.complete(parser, shell=o.shell), end="")
 
 
+def _tune(o, ns) -> None:
+    from medssl.tune import tune
+
+    print(tune(o, resume=ns.resume)["table_md"])
+
+
 HANDLERS = {
     "study": _study,
+    "tune": _tune,
     "data": _data,
     "train": _train,
     "pretrain": _pretrain,

@@ -696,6 +696,49 @@ class StudyConfig(Options):
         return self
 
 
+class TuneConfig(Options):
+    command: ClassVar[str] = "tune"
+    summary: ClassVar[str] = "search training recipes by cross-validation (Optuna), resumable"
+    description: ClassVar[str] = (
+        "Search supervised recipes (stem, epochs, LR, weight decay, schedule, augmentation, "
+        "loss, batch size) with Optuna's TPE sampler. Each trial is scored by stratified k-fold "
+        "cross-validation AUROC on train+val (the test split is never read), its epoch chosen "
+        "on an inner validation slice; hopeless trials are pruned after a fold. Writes "
+        "trials.csv, pareto.png (AUROC against training time) and recipe.yaml (the fastest "
+        "recipe within one standard error of the best), which `medssl train --config` takes. "
+        "Several processes (or machines) share one search through --storage."
+    )
+    flags: ClassVar[tuple[str, ...]] = Options.flags + ("resume",)
+
+    dataset: Dataset = "breastmnist"
+    data_root: DataRoot = None
+    out: OutDir = "runs/tune"
+    positive_class: PositiveClass = None
+    trials: int = opt(30, "trials to finish (complete or pruned), all processes together", ge=1)
+    folds: int = opt(5, "k of the stratified k-fold cross-validation", ge=2, le=20)
+    repeats: int = opt(1, "repetitions of the k folds with other splits and seeds", ge=1, le=10)
+    max_epochs: int = opt(50, "largest number of epochs a trial may use", ge=1, le=1000)
+    storage: Annotated[str | None, AfterValidator(lambda v: v if v is None else _not_blank(v))] = (
+        opt(
+            None,
+            "Optuna storage shared by several processes: a journal file path or a database URL "
+            "(unset: OUT/journal.log)",
+            shown="OUT/journal.log",
+        )
+    )
+    study_name: str = opt("medssl-tune", "name of the search inside the storage")
+    seed: Seed = opt(0, "seed of the sampler and of the folds")
+    device: Device = "auto"
+    progress: Progress = True
+
+    @model_validator(mode="after")
+    def _check(self) -> TuneConfig:
+        from medssl import data as D
+
+        D.resolve_positive(D.dataset_info(self.dataset), self.positive_class)
+        return self
+
+
 class AugmentPreviewConfig(Options):
     command: ClassVar[str] = "augment-preview"
     summary: ClassVar[str] = "save a grid of augmented views of real images"
@@ -846,6 +889,7 @@ COMMANDS: dict[str, type[Options]] = {
     c.command: c
     for c in (
         StudyConfig,
+        TuneConfig,
         DataConfig,
         TrainConfig,
         PretrainConfig,

@@ -21,6 +21,7 @@ from medssl import metrics
 __all__ = [
     "plot_augmentation_grid",
     "plot_label_efficiency",
+    "plot_pareto",
     "plot_learning_curves",
     "plot_pretrain_curves",
     "plot_reliability_diagram",
@@ -473,4 +474,23 @@ def plot_robustness(rows: Sequence[Mapping], path: str | os.PathLike[str]) -> Pa
         ax.set_xlabel("severity")
         ax.set_title(key.replace("delta_", "Δ ").upper().replace("Δ ", "Δ"))
     axes[1].legend(fontsize=7, ncol=2)
+    return _save(fig, path)
+
+
+def plot_pareto(
+    rows: Sequence[Mapping], front: Sequence[Mapping], chosen: Mapping, path: str | os.PathLike
+) -> Path:
+    """`medssl tune`: CV AUROC (± SEM) against mean training time per fold, every complete
+    trial, the Pareto front joined, the chosen recipe circled."""
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    t, a = _column(rows, "train_time_s"), _column(rows, "cv_auroc")
+    ax.errorbar(t, a, yerr=_column(rows, "cv_sem"), fmt="o", ms=4, alpha=0.5, label="trials")
+    front = sorted(front, key=lambda r: r["train_time_s"])
+    ax.plot(_column(front, "train_time_s"), _column(front, "cv_auroc"), "-o", label="front")
+    ax.plot(chosen["train_time_s"], chosen["cv_auroc"], "o", ms=14, mfc="none", label="chosen")
+    ax.set_xscale("log")
+    ax.set_xlabel("training time per fold (s, log)")
+    ax.set_ylabel("cross-validation AUROC")
+    ax.legend(fontsize=8)
     return _save(fig, path)

@@ -42,9 +42,19 @@ MARKERS = {
     "pretrain": "pretrain.json",
     "probe": "summary.json",
     "study": "summary.json",
+    "tune": "tune.json",
 }
 # Options that may change between a run and its resume: they do not change the numbers.
-NOT_COMPARED = ("out", "device", "progress", "tensorboard", "mlflow", "download", "verify_md5")
+NOT_COMPARED = (
+    "out",
+    "device",
+    "progress",
+    "tensorboard",
+    "mlflow",
+    "download",
+    "verify_md5",
+    "trials",
+)
 IGNORED = {".DS_Store", "Thumbs.db", ".lock"}
 ANOTHER = "choose another --out (a new or empty folder)"
 
@@ -186,9 +196,10 @@ def claim(opts, resume: bool = False) -> Claim:
 
 
 def _study_step(above: Path, path: Path) -> bool:
-    """A study writes its steps' runs into STUDY/runs/NAME."""
+    """A study (a tune) writes its steps' (its trials') runs into STUDY/runs/NAME."""
     try:
-        return owner(above) == "study" and path.absolute().parent == above.absolute() / "runs"
+        parent = path.absolute().parent
+        return owner(above) in ("study", "tune") and parent == above.absolute() / "runs"
     except MedsslError:
         return False
 

@@ -175,7 +175,12 @@ def run_study(cfg: StudyConfig, resume: bool = False, log=print) -> dict:
         return read_json(claimed.path / "summary.json", "study summary", require=("supervised",))
     out = claimed.path
     resolve_device(cfg.device)
-    D.load_arrays(cfg.dataset, cfg.data_root)  # bad data fails here, before anything is made
+    arrays = D.load_arrays(cfg.dataset, cfg.data_root)  # bad data fails here, before any write
+    if cfg.pretrain_on:  # so does a pool holding held-out images
+        from medssl import sources
+
+        pool, _ = sources.load_pool(cfg.pretrain_on, cfg.data_root, 28, log)
+        sources.check_pool(pool, arrays, cfg.dataset)
     steps = plan(cfg)
     configs = _step_configs(out, steps)
     record = out / "study.json"

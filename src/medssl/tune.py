@@ -1,0 +1,267 @@
+"""`medssl tune`: a cross-validated search of supervised recipes (Optuna), resumable and shared.
+
+A trial is a recipe (SPACE). Its score is stratified k-fold cross-validation AUROC on the union
+of the training and validation splits, repeated `repeats` times with other fold assignments and
+seeds; the test split is never read. In each fold the recipe trains on k-1 folds minus an inner
+validation slice (1/9 of them, stratified) that chooses the epoch, exactly as `medssl train`
+does, and is scored on the held-out fold. Each fold is an ordinary `medssl train` run on an npz
+in MedMNIST's layout (train = the k-1 folds, val = the inner slice, test = the held-out fold),
+kept under OUT/runs/. Optuna's TPE proposes recipes; after each fold the running mean is
+reported, so the median pruner stops hopeless trials early. Training time is recorded, so the
+result is a front of AUROC against time, not one noisy point; the recipe chosen is the fastest
+one whose mean AUROC is within one standard error of the best trial's.
+
+Resuming: the search lives in an Optuna journal (OUT/journal.log, or --storage, which several
+processes or machines can share); a killed process loses only its running trial.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from medssl import data as D
+from medssl.artifacts import write_csv, write_json, write_yaml
+from medssl.errors import MedsslError
+from medssl.options import TrainConfig, TuneConfig
+from medssl.rundir import claim, open_run
+
+# The recipe space: categorical where the choices are few and discrete, log-uniform for rates.
+SPACE = {
+    "stem": ("imagenet", "cifar"),
+    "epochs": (5, 10, 20, 30, 50),
+    "lr": (1e-4, 3e-2),
+    "weight_decay": (1e-6, 1e-2),
+    "lr_schedule": ("cosine", "constant"),
+    "augment": ("none", "light"),
+    "loss": ("bce", "weighted-bce"),
+    "batch_size": (64, 128, 256),
+}
+INNER_VAL = 1 / 9  # of the k-1 training folds: the slice that chooses the epoch
+
+
+def suggest(trial, max_epochs: int) -> dict:
+    """One recipe from SPACE (epochs capped by --max-epochs)."""
+    epochs = [e for e in SPACE["epochs"] if e <= max_epochs] or [max_epochs]
+    return {
+        "stem": trial.suggest_categorical("stem", SPACE["stem"]),
+        "epochs": trial.suggest_categorical("epochs", epochs),
+        "lr": trial.suggest_float("lr", *SPACE["lr"], log=True),
+        "weight_decay": trial.suggest_float("weight_decay", *SPACE["weight_decay"], log=True),
+        "lr_schedule": trial.suggest_categorical("lr_schedule", SPACE["lr_schedule"]),
+        "augment": trial.suggest_categorical("augment", SPACE["augment"]),
+        "loss": trial.suggest_categorical("loss", SPACE["loss"]),
+        "batch_size": trial.suggest_categorical("batch_size", SPACE["batch_size"]),
+    }
+
+
+def make_folds(cfg: TuneConfig, out: Path, positive: int) -> list[Path]:
+    """The k x repeats fold datasets as npz files (written once; labels as 0/1 = positive)."""
+    from sklearn.model_selection import StratifiedKFold, train_test_split
+
+    from medssl.artifacts import atomic_path
+
+    arrays = D.load_arrays(cfg.dataset, cfg.data_root)
+    images = np.concatenate([arrays["train"][0], arrays["val"][0]])
+    y = (np.concatenate([arrays["train"][1], arrays["val"][1]]) == positive).astype(np.int64)
+    if np.bincount(y, minlength=2).min() < 2 * cfg.folds:
+        raise MedsslError(f"--folds {cfg.folds}: a class of train+val has too few images")
+    paths = []
+    for r in range(cfg.repeats):
+        kfold = StratifiedKFold(cfg.folds, shuffle=True, random_state=cfg.seed + r)
+        for f, (rest, held) in enumerate(kfold.split(images, y)):
+            path = out / "folds" / f"r{r}-f{f}.npz"
+            paths.append(path)
+            if path.is_file():
+                continue
+            fit, inner = train_test_split(
+                rest, test_size=INNER_VAL, stratify=y[rest], random_state=cfg.seed + r
+            )
+            fit, inner = np.sort(fit), np.sort(inner)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+                np.savez(
+                    fh,
+                    **{
+                        f"{s}_images": images[i]
+                        for s, i in (("train", fit), ("val", inner), ("test", held))
+                    },  # fmt: skip
+                    **{
+                        f"{s}_labels": y[i, None]
+                        for s, i in (("train", fit), ("val", inner), ("test", held))
+                    },  # fmt: skip
+                )
+    return paths
+
+
+def objective(cfg: TuneConfig, out: Path, folds: list[Path]):
+    """The Optuna objective: mean held-out AUROC over the folds of one recipe."""
+    import optuna
+
+    from medssl.train import train
+
+    def run(trial: optuna.Trial) -> float:
+        recipe = suggest(trial, cfg.max_epochs)
+        aurocs, seconds = [], []
+        for i, fold in enumerate(folds):
+            seed = int(fold.stem.split("-")[0][1:])  # the repeat: its own seed
+            options = dict(recipe, dataset=str(fold), positive_class="1", seed=seed)
+            options |= {"out": str(out / "runs" / f"t{trial.number:04d}-{fold.stem}")}
+            options |= {"device": cfg.device, "progress": False, "tensorboard": False}
+            metrics = train(TrainConfig(**options), log=lambda *a, **k: None)
+            aurocs.append(metrics["test"]["auroc"])
+            seconds.append(metrics["train_time_s"])
+            trial.report(statistics.mean(aurocs), i)
+            trial.set_user_attr("fold_auroc", aurocs)
+            trial.set_user_attr("train_time_s", statistics.mean(seconds))
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return statistics.mean(aurocs)
+
+    return run
+
+
+def _storage(cfg: TuneConfig, out: Path):
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    if cfg.storage and "://" in cfg.storage:
+        return optuna.storages.RDBStorage(cfg.storage)
+    path = Path(cfg.storage).expanduser() if cfg.storage else out / "journal.log"
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
+def tune(cfg: TuneConfig, resume: bool = False, log=print) -> dict:
+    """Run (or resume, or join) the search until `cfg.trials` trials are finished; write
+    trials.csv, pareto.png, recipe.yaml and tune.json (last: marks a finished run)."""
+    import optuna
+
+    from medssl.artifacts import read_json
+
+    claimed = claim(cfg, resume)
+    out = claimed.path
+    if claimed.action == "finished":
+        done = read_json(out / "tune.json", "tune summary", require=("table_md", "n_finished"))
+        if done["n_finished"] >= cfg.trials:
+            log(f"{out} already holds this finished tune run; nothing to do")
+            return done
+        claimed = dataclasses.replace(claimed, action="resume")  # more trials asked: go on
+    positive = D.resolve_positive(D.dataset_info(cfg.dataset), cfg.positive_class)
+    arrays = D.load_arrays(cfg.dataset, cfg.data_root)  # bad data fails here, before any write
+    labels = np.concatenate([arrays["train"][1], arrays["val"][1]]) == positive
+    if min(labels.sum(), (~labels).sum()) < 2 * cfg.folds:
+        raise MedsslError(f"--folds {cfg.folds}: a class of train+val has too few images")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    start = time.perf_counter()
+    with open_run(claimed, cfg):
+        (out / "tune.json").unlink(missing_ok=True)  # the marker returns when the search ends
+        folds = make_folds(cfg, out, positive)
+        study = optuna.create_study(
+            study_name=cfg.study_name,
+            storage=_storage(cfg, out),
+            load_if_exists=True,
+            direction="maximize",
+            sampler=optuna.samplers.TPESampler(seed=cfg.seed),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0),
+        )
+        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        left = cfg.trials - len(study.get_trials(deepcopy=False, states=states))
+        if left > 0:
+            log(f"tune {cfg.dataset}: {left} trial(s) to go, {len(folds)} folds each")
+            study.optimize(
+                objective(cfg, out, folds),
+                n_trials=left,
+                callbacks=[optuna.study.MaxTrialsCallback(cfg.trials, states=states)],
+                show_progress_bar=cfg.progress,
+            )
+        summary = summarise(cfg, study, out, positive, time.perf_counter() - start)
+        summary["n_finished"] = len(study.get_trials(deepcopy=False, states=states))
+        write_json(out / "tune.json", summary)
+    return summary
+
+
+def trial_rows(study) -> list[dict]:
+    """One row per complete trial: recipe, CV AUROC mean/std/SEM, mean training time."""
+    import optuna
+
+    rows = []
+    for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+        folds = t.user_attrs.get("fold_auroc", [])
+        sd = statistics.stdev(folds) if len(folds) > 1 else 0.0
+        rows.append(
+            {
+                "trial": t.number,
+                "cv_auroc": t.value,
+                "cv_std": sd,
+                "cv_sem": sd / math.sqrt(max(1, len(folds))),
+                "train_time_s": t.user_attrs.get("train_time_s", math.nan),
+                **t.params,
+            }  # fmt: skip
+        )
+    return rows
+
+
+def choose(rows: list[dict]) -> dict:
+    """The fastest recipe whose CV AUROC is within one SEM of the best trial's."""
+    best = max(rows, key=lambda r: r["cv_auroc"])
+    near = [r for r in rows if r["cv_auroc"] >= best["cv_auroc"] - best["cv_sem"]]
+    return min(near, key=lambda r: r["train_time_s"])
+
+
+def pareto(rows: list[dict]) -> list[dict]:
+    """Trials no other trial beats on both CV AUROC (higher) and training time (lower)."""
+    return [
+        r
+        for r in rows
+        if not any(
+            o["cv_auroc"] >= r["cv_auroc"]
+            and o["train_time_s"] <= r["train_time_s"]
+            and (o["cv_auroc"], o["train_time_s"]) != (r["cv_auroc"], r["train_time_s"])
+            for o in rows
+        )
+    ]
+
+
+def summarise(cfg: TuneConfig, study, out: Path, positive: int, wall_s: float) -> dict:
+    from medssl import plots
+
+    rows = trial_rows(study)
+    if not rows:
+        raise MedsslError(f"{out}: no trial completed (all pruned or failed); add --trials")
+    write_csv(out / "trials.csv", rows)
+    chosen, front = choose(rows), pareto(rows)
+    plots.plot_pareto(rows, front, chosen, out / "pareto.png")
+    recipe = {k: chosen[k] for k in SPACE}
+    info = D.dataset_info(cfg.dataset)
+    write_yaml(
+        out / "recipe.yaml",
+        {"dataset": cfg.dataset, "positive_class": info.label_names[positive], **recipe},
+    )
+    head = "| trial | CV AUROC | ± SEM | train s | " + " | ".join(SPACE) + " |"
+    lines = [head, "|---" * (4 + len(SPACE)) + "|"]
+    for r in sorted(front, key=lambda r: r["train_time_s"]):
+        mark = " (chosen)" if r is chosen else ""
+        values = " | ".join(f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k]) for k in SPACE)
+        lines.append(
+            f"| {r['trial']}{mark} | {r['cv_auroc']:.4f} | {r['cv_sem']:.4f} | "
+            f"{r['train_time_s']:.1f} | {values} |"
+        )
+    table = (
+        f"Recipe search on {cfg.dataset} ({len(rows)} complete trials, {cfg.folds}-fold CV x "
+        f"{cfg.repeats} on train+val): the Pareto front of CV AUROC against training time.\n\n"
+        + "\n".join(lines)
+        + f"\n\nrecipe: {out / 'recipe.yaml'} (use: medssl train --config {out / 'recipe.yaml'})"
+    )
+    return {
+        "dataset": cfg.dataset,
+        "chosen": chosen,
+        "pareto": front,
+        "n_complete": len(rows),
+        "wall_time_s": wall_s,
+        "table_md": table,
+    }
