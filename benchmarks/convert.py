@@ -113,8 +113,7 @@ def main() -> None:
 
     size_mb = sum(f.stat().st_size for f in folder.rglob("*.png")) / 2**20
     lines = [
-        f"# Converting a folder of {a.n} PNGs ({date.today()}, {machine(torch.device('cpu'))}, "
-        f"{os.cpu_count()} cores)",
+        f"# Converting a folder of {a.n} PNGs ({date.today()}, {machine(torch.device('cpu'))})",
         "",
         f"`python benchmarks/convert.py --n {a.n}`: {size_mb:.0f} MB of 28x28 PNGs tiled from the "
         "official training images; each row a fresh process.",
@@ -126,7 +125,7 @@ def main() -> None:
         "baseline": "listing the folder only (RSS: the imports, the floor of every row)",
         "pillow": "Pillow decode, 1 thread (5,000 files)",
         "torchvision": "torchvision.io decode_png, 1 thread (5,000 files)",
-        "medssl-first": "medssl: list + hash + decode (threads) into the cache",
+        "medssl-first": "medssl: list + hash + decode into the cache (one loop: small files)",
         "medssl-cached": "medssl: list + hash + read the cache",
     }
     for r in rows:
