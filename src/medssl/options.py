@@ -164,6 +164,8 @@ DataRoot = Annotated[
         "`~/.medmnist`)"
     ),
 ]
+# an optional file or folder option: unset, or a path that is not blank
+MaybePath = Annotated[str | None, AfterValidator(lambda v: v if v is None else _not_blank(v))]
 OutDir = Annotated[str, Field(description="run folder to create"), AfterValidator(_not_blank)]
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 Size = Annotated[
@@ -718,13 +720,11 @@ class TuneConfig(Options):
     folds: int = opt(5, "k of the stratified k-fold cross-validation", ge=2, le=20)
     repeats: int = opt(1, "repetitions of the k folds with other splits and seeds", ge=1, le=10)
     max_epochs: int = opt(50, "largest number of epochs a trial may use", ge=1, le=1000)
-    storage: Annotated[str | None, AfterValidator(lambda v: v if v is None else _not_blank(v))] = (
-        opt(
-            None,
-            "Optuna storage shared by several processes: a journal file path or a database URL "
-            "(unset: OUT/journal.log)",
-            shown="OUT/journal.log",
-        )
+    storage: MaybePath = opt(
+        None,
+        "Optuna storage shared by several processes: a journal file path or a database URL "
+        "(unset: OUT/journal.log)",
+        shown="OUT/journal.log",
     )
     study_name: str = opt("medssl-tune", "name of the search inside the storage")
     seed: Seed = opt(0, "seed of the sampler and of the folds")
@@ -786,15 +786,11 @@ class DataConfig(Options):
     data_root: DataRoot = None
     size: Size = 28
     download: bool = opt(False, "download missing files (needs network)")
-    export_samples: Annotated[
-        str | None, AfterValidator(lambda v: v if v is None else _not_blank(v))
-    ] = opt(None, "folder for sample PNGs (new or empty)")
-    export: Annotated[str | None, AfterValidator(lambda v: v if v is None else _not_blank(v))] = (
-        opt(
-            None,
-            "write the dataset (one MedMNIST name) as a folder tree "
-            "DIR/{train,val,test}/{class}/*.png plus DIR/labels.csv (a new or empty folder)",
-        )
+    export_samples: MaybePath = opt(None, "folder for sample PNGs (new or empty)")
+    export: MaybePath = opt(
+        None,
+        "write the dataset (one MedMNIST name) as a folder tree "
+        "DIR/{train,val,test}/{class}/*.png plus DIR/labels.csv (a new or empty folder)",
     )
 
 
