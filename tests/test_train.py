@@ -273,3 +273,15 @@ def test_resolve_device_checks_names_and_turns_on_cudnn_autotuning(monkeypatch):
         R.resolve_device("cuda:3")
     assert R.resolve_device("cuda:0") == torch.device("cuda", 0)
     assert torch.backends.cudnn.benchmark is True
+
+
+def test_the_dataset_recipe_fills_only_what_is_unset():
+    from medssl import data as D
+
+    for name, info in D.DATASETS.items():
+        cfg = T.TrainConfig(dataset=name)
+        assert {k: getattr(cfg, k) for k in info.recipe} == info.recipe
+        mine = T.TrainConfig(dataset=name, epochs=2, lr=0.05, stem=None)
+        assert (mine.epochs, mine.lr, mine.stem) == (2, 0.05, info.recipe.get("stem", mine.stem))
+        again = T.TrainConfig(**mine.to_dict())  # a saved config.yaml resolves to itself
+        assert again.to_dict() == mine.to_dict()

@@ -48,14 +48,51 @@ def test_choose_is_the_fastest_within_one_sem_of_the_best():
     assert tune.pareto(rows) == rows[:3]
 
 
+def test_noise_pruner_stops_only_what_cannot_reach_the_chosen_band():
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    study = optuna.create_study(direction="maximize")
+    folds = [0.90, 0.92, 0.94, 0.92, 0.92]  # best: mean 0.92, sd 0.0141, SEM 0.0063
+    for value in (0.92, 0.80, 0.85):
+        attrs = {"fold_auroc": [f - 0.92 + value for f in folds]}
+        study.add_trial(create_trial(value=value, user_attrs=attrs))
+    pruner = tune.noise_pruner(n_startup_trials=3, z=2.0)
+
+    def running(*means):
+        return create_trial(state=TrialState.RUNNING, intermediate_values=dict(enumerate(means)))
+
+    assert not pruner.prune(study, running(0.90))  # within 2 fold-SEs of the band: go on
+    assert pruner.prune(study, running(0.85))  # 0.85 + 0.028 < 0.914: hopeless
+    assert pruner.prune(study, running(0.90, 0.895, 0.895, 0.895))  # 0.895 + 0.014 < 0.914
+    assert not tune.noise_pruner(n_startup_trials=4).prune(study, running(0.5))  # warming up
+
+
+def test_todays_default_is_the_first_trial_when_the_space_holds_it():
+    from medssl.options import TrainConfig, TuneConfig
+
+    cfg = TuneConfig(dataset="pneumoniamnist", device="cpu")
+    first = tune.default_recipe(cfg, tune.search_space(cfg))
+    train = TrainConfig(dataset="pneumoniamnist")
+    assert first["stem"] == train.stem and first["epochs"] == train.epochs
+    assert first["lr"] == train.lr and first["precision"] in ("fp32", "bf16")
+    narrow = TuneConfig(dataset="pneumoniamnist", space=f"epochs={train.epochs + 1}", max_epochs=99)
+    assert tune.default_recipe(narrow, tune.search_space(narrow)) is None
+    fixed = TuneConfig(dataset="pneumoniamnist", space=f"lr={train.lr}")
+    assert "lr" not in tune.default_recipe(fixed, tune.search_space(fixed))  # fixed: not a param
+
+
 def test_tune_writes_a_recipe_train_accepts_and_extends_on_resume(tmp_path, data_root, capsys):
     out = tmp_path / "tune"
     base = ["tune", "--dataset", "breastmnist", "--data-root", str(data_root), "--out", str(out)]
+    base += ["--space", "stem=imagenet,compact; lr=1e-3; batch_size=128"]
     assert cli.main(base + ["--trials", "2"] + TINY) == 0
     summary = json.loads((out / "tune.json").read_text())
     assert summary["n_finished"] == 2 and (out / "pareto.png").is_file()
     recipe = yaml.safe_load((out / "recipe.yaml").read_text())
     assert recipe["positive_class"] == "malignant" and recipe["epochs"] == 1
+    assert recipe["stem"] in ("imagenet", "compact") and recipe["lr"] == 1e-3  # --space holds
+    assert recipe["batch_size"] == 128
     assert "--config" in capsys.readouterr().out
     run = tmp_path / "train"
     argv = ["train", "--config", str(out / "recipe.yaml"), "--data-root", str(data_root),
@@ -97,6 +134,10 @@ def test_bad_tune_options_are_one_line(tmp_path, data_root, capsys):
         (["--trials", "0"], "trials"),
         (["--positive-class", "tumour"], "--positive-class 'tumour' unknown"),
         (["--storage", ""], "storage"),
+        (["--space", "stem=resnet"], "stem: choose from"),
+        (["--space", "momentum=0.9"], "'momentum' is not searched"),
+        (["--space", "lr=1e-3,1e-2,1e-1"], "two bounds"),
+        (["--space", "epochs=50", "--max-epochs", "5"], "epochs"),
     ]:
         out = tmp_path / "t"
         code = cli.main(["tune", "--data-root", str(data_root), "--out", str(out), *argv])

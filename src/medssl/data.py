@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,8 +32,9 @@ class DatasetInfo:
     modality: str
     label_names: dict[int, str]
     default_positive: int | None  # the clinically meaningful "positive" label (None: ask)
-    default_epochs: int  # supervised epochs of the default recipe (~120-370 steps of 128)
-    default_stem: str  # ResNet-18 stem of the default recipe, chosen on val (docs/results.md)
+    # The default supervised recipe: `train` values for the options a user leaves unset (the
+    # study and the SSL fine-tuning runs use it too); chosen by `medssl tune` (docs/results.md).
+    recipe: dict[str, Any] = field(default_factory=dict)
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -41,23 +43,41 @@ DATASETS: dict[str, DatasetInfo] = {
         modality="ultrasound",
         label_names={0: "malignant", 1: "normal/benign"},
         default_positive=0,
-        default_epochs=30,
-        default_stem="cifar",
+        recipe={  # `medssl tune`, 5-fold CV, trial 22 (docs/results.md)
+            "stem": "compact",
+            "epochs": 20,
+            "lr": 2.67e-4,
+            "weight_decay": 2.99e-5,
+            "lr_schedule": "constant",
+            "augment": "light",
+            "loss": "weighted-bce",
+            "batch_size": 64,
+            "precision": "auto",  # tuned in bf16, where the machine has it natively
+        },
     ),
     "pneumoniamnist": DatasetInfo(
         name="pneumoniamnist",
         modality="chest-xray",
         label_names={0: "normal", 1: "pneumonia"},
         default_positive=1,
-        default_epochs=10,
-        default_stem="imagenet",
+        recipe={  # `medssl tune`, 3-fold CV, trial 11 (docs/results.md)
+            "stem": "imagenet",
+            "epochs": 20,
+            "lr": 1.81e-2,
+            "weight_decay": 2.34e-4,
+            "lr_schedule": "constant",
+            "augment": "light",
+            "loss": "weighted-bce",
+            "batch_size": 64,
+            "precision": "fp32",
+        },
     ),
 }
 
 
 # A user's own data (a folder, CSV or npz: medssl.sources): classes from the data, no default
 # positive class, and the fast recipe (imagenet stem) until `medssl tune` says otherwise.
-USER_EPOCHS, USER_STEM = 30, "imagenet"
+USER_RECIPE = {"stem": "imagenet", "epochs": 30}
 _USER_INFO: dict[str, DatasetInfo] = {}
 
 
@@ -76,8 +96,7 @@ def dataset_info(name: str) -> DatasetInfo:
             modality="unknown",
             label_names=dict(enumerate(listing.classes)),
             default_positive=None,
-            default_epochs=USER_EPOCHS,
-            default_stem=USER_STEM,
+            recipe=USER_RECIPE,
         )
     return _USER_INFO[key]
 

@@ -363,27 +363,48 @@ class TrainConfig(Options):
         "PATH: a torchvision ResNet-18 `.pth` or a medssl `.safetensors` encoder/classifier",
     )
     loss: Literal["bce", "weighted-bce"] = opt(
-        "bce", "`bce` \\| `weighted-bce` (w_c = N / (2 N_c), proportional to 1/N_c)"
+        "bce",
+        "`bce` \\| `weighted-bce` (w_c = N / (2 N_c), proportional to 1/N_c; unset: the "
+        "dataset's recipe)",
+        shown="per dataset",
     )
-    lr: float = opt(1e-3, "peak learning rate", gt=0, le=10)
+    lr: float = opt(
+        1e-3, "peak learning rate (unset: the dataset's recipe)", shown="per dataset", gt=0, le=10
+    )
     encoder_lr_scale: float = opt(
         1.0, "encoder LR = lr × this (e.g. 0.1 from an SSL encoder)", ge=0, le=100
     )
-    weight_decay: float = opt(1e-4, "lambda on conv/linear weights", ge=0, le=10)
+    weight_decay: float = opt(
+        1e-4,
+        "lambda on conv/linear weights (unset: the dataset's recipe)",
+        shown="per dataset",
+        ge=0,
+        le=10,
+    )
     decay: Literal["decoupled", "l2"] = opt(
         "decoupled", "`decoupled` (AdamW) \\| `l2` (Adam, lambda/2 ‖w‖² added to the loss)"
     )
-    lr_schedule: Schedule = "cosine"
+    lr_schedule: Schedule = opt(
+        "cosine",
+        "`cosine` \\| `exp` \\| `constant` (per epoch, after warm-up; unset: the dataset's recipe)",
+        shown="per dataset",
+    )
     gamma: float = opt(0.9, "exp schedule factor: lr_t = lr × gamma^t", gt=0, le=1)
     warmup_epochs: int = opt(0, "linear warm-up epochs", ge=0, le=100000)
     epochs: int | None = opt(
         None,
-        "training epochs; unset = the dataset's default: BreastMNIST 30, PneumoniaMNIST 10",
+        "training epochs (unset: the dataset's recipe; BreastMNIST 20, PneumoniaMNIST 20)",
         shown="per dataset",
         ge=1,
         le=100000,
     )
-    batch_size: int = opt(128, "batch size (images per step, >= 2 for BatchNorm)", ge=2, le=65536)
+    batch_size: int = opt(
+        128,
+        "batch size (images per step, >= 2 for BatchNorm; unset: the dataset's recipe)",
+        shown="per dataset",
+        ge=2,
+        le=65536,
+    )
     seed: Seed = opt(0, "seed of init, shuffling, augmentation and label subsampling")
     label_fraction: float = opt(
         1.0, "stratified seeded fraction of the training labels, in (0, 1]", gt=0, le=1
@@ -392,18 +413,26 @@ class TrainConfig(Options):
     stem: Stem | None = opt(
         None,
         "`imagenet` \\| `compact` \\| `cifar`; unset = the dataset's default: BreastMNIST "
-        "`cifar`, PneumoniaMNIST `imagenet`; an `--init` `.safetensors` file brings its own stem",
+        "`compact`, PneumoniaMNIST `imagenet`; an `--init` `.safetensors` file brings its own stem",
         shown="per dataset",
     )
     size: Size = 28
     resize: Resize = None
     augment: str = opt(
-        "light", "augmentation preset: `none` \\| `light` \\| `simclr-xray` \\| `simclr-ultrasound`"
+        "light",
+        "augmentation preset: `none` \\| `light` \\| `simclr-xray` \\| `simclr-ultrasound` "
+        "(unset: the dataset's recipe)",
+        shown="per dataset",
     )
     augment_overrides: dict = opt(
         {}, "config files only: preset fields to replace, e.g. `{rotation: 5}`", shown="{}"
     )
-    precision: Precision = "auto"
+    precision: Precision = opt(
+        "auto",
+        "`auto` (bf16 where the hardware has it) \\| `fp32` \\| `bf16` (unset: the dataset's "
+        "recipe)",
+        shown="per dataset",
+    )
     device: Device = "auto"
     eval_batch_size: EvalBatch = 512
     n_bins: NBins = 15
@@ -420,14 +449,14 @@ class TrainConfig(Options):
         d = D.dataset_info(self.dataset)
         D.resolve_positive(d, self.positive_class)
         _check_file_option(self.init, "init", ("scratch", "imagenet"))
-        if self.epochs is None:
-            self.epochs = d.default_epochs
-        if self.stem is None:  # an encoder file brings its own stem
-            self.stem = d.default_stem
-            if self.init.endswith(".safetensors") and Path(self.init).is_file():
-                from medssl.models import read_model
+        stem_unset = self.stem is None
+        for key, value in d.recipe.items():  # the dataset's recipe fills what is unset
+            if getattr(self, key) is None or key not in self.model_fields_set:
+                setattr(self, key, value)
+        if stem_unset and self.init.endswith(".safetensors") and Path(self.init).is_file():
+            from medssl.models import read_model  # an encoder file brings its own stem
 
-                self.stem = read_model(self.init)[1].get("stem", self.stem)
+            self.stem = read_model(self.init)[1].get("stem", self.stem)
         self.augment_config()  # validates preset and overrides
         return self
 
@@ -698,6 +727,55 @@ class StudyConfig(Options):
         return self
 
 
+def _space(value: Any) -> Any:
+    """'stem=imagenet,compact; lr=1e-3,1e-2' -> {'stem': ['imagenet', 'compact'], 'lr': [...]}."""
+    if isinstance(value, dict):  # from a YAML config: scalars or lists
+        return {str(k).replace("-", "_"): _comma_list(v) for k, v in value.items()}
+    if not isinstance(value, str):
+        return value
+    out = {}
+    for part in filter(str.strip, value.split(";")):
+        key, sep, choices = part.partition("=")
+        if not sep:
+            raise ValueError(f"{part.strip()!r} is not KEY=VALUE[,VALUE...]")
+        out[key.strip().replace("-", "_")] = _comma_list(choices)
+    return out
+
+
+def _check_space(space: dict[str, list] | None) -> dict[str, list] | None:
+    """Each key a searched recipe field; choices from its own list; rates: one or two bounds."""
+    from medssl.tune import RANGES, SPACE
+
+    for key, values in (space or {}).items():
+        if key not in SPACE:
+            raise ValueError(f"{key!r} is not searched; keys: {', '.join(SPACE)}")
+        if not values:
+            raise ValueError(f"{key}: give at least one value")
+        if key in RANGES:
+            try:
+                bounds = sorted(float(v) for v in values)
+            except (TypeError, ValueError):
+                raise ValueError(f"{key}: bounds must be numbers, got {values}") from None
+            if len(bounds) > 2 or not all(math.isfinite(b) and 0 < b <= 10 for b in bounds):
+                raise ValueError(f"{key}: one value or two bounds in (0, 10], got {values}")
+            space[key] = bounds
+            continue
+        kind = type(SPACE[key][0])
+        try:
+            chosen = {kind(v) for v in values}
+        except (TypeError, ValueError):
+            raise ValueError(f"{key}: {values} are not {kind.__name__}s") from None
+        if key == "epochs":
+            if min(chosen) < 1:
+                raise ValueError("epochs must be >= 1")
+            space[key] = sorted(chosen)
+            continue
+        if not chosen <= set(SPACE[key]):
+            raise ValueError(f"{key}: choose from {', '.join(map(str, SPACE[key]))}")
+        space[key] = [v for v in SPACE[key] if v in chosen]
+    return space
+
+
 class TuneConfig(Options):
     command: ClassVar[str] = "tune"
     summary: ClassVar[str] = "search training recipes by cross-validation (Optuna), resumable"
@@ -720,6 +798,14 @@ class TuneConfig(Options):
     folds: int = opt(5, "k of the stratified k-fold cross-validation", ge=2, le=20)
     repeats: int = opt(1, "repetitions of the k folds with other splits and seeds", ge=1, le=10)
     max_epochs: int = opt(50, "largest number of epochs a trial may use", ge=1, le=1000)
+    space: Annotated[
+        dict[str, list] | None, BeforeValidator(_space), AfterValidator(_check_space)
+    ] = opt(
+        None,
+        "narrow the search: `KEY=V[,V...]` joined by `;`, e.g. `stem=imagenet,compact; "
+        "epochs=5,10; lr=1e-3,1e-2` (choices for a key, or one value / two bounds for lr and "
+        "weight_decay; unset keys search everything, docs/commands/tune.md)",
+    )
     storage: MaybePath = opt(
         None,
         "Optuna storage shared by several processes: a journal file path or a database URL "
@@ -736,6 +822,9 @@ class TuneConfig(Options):
         from medssl import data as D
 
         D.resolve_positive(D.dataset_info(self.dataset), self.positive_class)
+        epochs = (self.space or {}).get("epochs")
+        if epochs and min(epochs) > self.max_epochs:
+            raise ValueError(f"--space epochs: none of {epochs} is <= --max-epochs")
         return self
 
 

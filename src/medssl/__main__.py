@@ -1,0 +1,7 @@
+"""`python -m medssl ...` is the `medssl` command."""
+
+import sys
+
+from medssl.cli import main
+
+sys.exit(main())
