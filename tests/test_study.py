@@ -22,6 +22,16 @@ def test_plan_and_options():
     ft = [s for s in steps if s.family == "ft-ssl"]
     assert len(ft) == len(b["fractions"]) * len(b["seeds"]) and {s.method for s in ft} == {"simclr"}
     assert names.index("simclr") < names.index("probe-ssl") < names.index("ft-ssl-f1-s0")
+    # the BCE baseline stays BCE whatever loss the dataset's recipe uses
+    from medssl.options import TrainConfig
+
+    for dataset in ("breastmnist", "pneumoniamnist"):
+        loss = {
+            s.family: TrainConfig(**s.options).loss
+            for s in plan(StudyConfig(dataset=dataset))
+            if s.family in ("sup-all-bce", "sup-all-wbce")
+        }
+        assert loss == {"sup-all-bce": "bce", "sup-all-wbce": "weighted-bce"}
     with pytest.raises(MedsslError, match="budget"):
         StudyConfig(budget="huge")
     # several methods: one pretraining, one probe and one fine-tune family each, typed fields

@@ -20,7 +20,7 @@ def quiet(*args, **kwargs):
 
 
 def _cfg(tmp_path, name="run", **kw):
-    # The fast ImageNet stem keeps the suite short; the CLI test runs the default (cifar) stem.
+    # The fast ImageNet stem keeps the suite short; the CLI test runs the default (compact) stem.
     base = dict(
         dataset="breastmnist", out=str(tmp_path / name), epochs=3, progress=False, stem="imagenet"
     )

@@ -107,7 +107,8 @@ def plan(cfg: StudyConfig) -> list[Step]:
     ssl_stem = "imagenet"  # pretraining needs many epochs: the cheap stem keeps them affordable
     steps: list[Step] = []
     for s in b["seeds"]:
-        steps.append(Step("train", f"sup-all-bce-s{s}", "sup-all-bce", dict(sup, seed=s), seed=s))
+        bce = dict(sup, seed=s, loss="bce")  # the dataset's recipe may weight the loss
+        steps.append(Step("train", f"sup-all-bce-s{s}", "sup-all-bce", bce, seed=s))
         wbce = dict(sup, seed=s, loss="weighted-bce")
         steps.append(Step("train", f"sup-all-wbce-s{s}", "sup-all-wbce", wbce, seed=s))
         head = dict(sup, seed=s, mode="head", augment="none", lr=1e-2)
