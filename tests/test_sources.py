@@ -62,8 +62,11 @@ def test_train_probe_evaluate_identical_from_npz_folder_and_csv(exported, data_r
     for name, dataset in {"npz": "breastmnist", "folder": str(exported),
                           "csv": str(exported / "labels.csv")}.items():  # fmt: skip
         out = tmp_path / f"train-{name}"
+        # by name the data gets BreastMNIST's recipe, by path the user-data one: pin them all
+        recipe = D.DATASETS["breastmnist"].recipe | {"epochs": 1, "stem": "imagenet"}
+        pinned = [x for k, v in recipe.items() for x in (f"--{k.replace('_', '-')}", str(v))]
         argv = ["train", "--dataset", dataset, "--data-root", str(data_root), "--positive-class",
-                "malignant", "--epochs", "1", "--stem", "imagenet", "--label-fraction", "0.5",
+                "malignant", *pinned, "--label-fraction", "0.5",
                 "--out", str(out), "--no-progress", "--no-tensorboard"]  # fmt: skip
         assert cli.main(argv) == 0
         assert cli.main(["evaluate", str(out), "--n-bootstrap", "20", "--no-images"]) == 0

@@ -239,7 +239,7 @@ def test_cli_config_file_and_override(tmp_path, data_root):
 
 def test_nonfinite_loss_stops_with_step(tmp_path, data_root, monkeypatch):
     monkeypatch.setattr(T, "bce", lambda z, y: (z * float("nan")).mean())
-    cfg = _cfg(tmp_path, data_root=str(data_root), epochs=2, label_fraction=0.1)
+    cfg = _cfg(tmp_path, data_root=str(data_root), epochs=2, label_fraction=0.1, loss="bce")
     with pytest.raises(MedsslError, match="epoch 0, step 0; no checkpoint was saved"):
         T.train(cfg, log=quiet)
     assert not (tmp_path / "run" / "metrics.json").exists()
