@@ -51,10 +51,8 @@ def search_space(cfg: TuneConfig) -> dict:
     """SPACE narrowed by --space (choices kept in SPACE's order) with epochs capped by
     --max-epochs (the default choices all above it: --max-epochs itself)."""
     space = dict(SPACE) | {k: tuple(v) for k, v in (cfg.space or {}).items()}
-    epochs = tuple(e for e in space["epochs"] if e <= cfg.max_epochs)
-    if not epochs and "epochs" in (cfg.space or {}):
-        raise MedsslError(f"--space epochs: none of {space['epochs']} is <= --max-epochs")
-    return space | {"epochs": epochs or (cfg.max_epochs,)}
+    epochs = tuple(e for e in space["epochs"] if e <= cfg.max_epochs)  # TuneConfig: never empty
+    return space | {"epochs": epochs or (cfg.max_epochs,)}  # for --space epochs
 
 
 def suggest(trial, space: dict) -> dict:
@@ -154,6 +152,12 @@ def objective(cfg: TuneConfig, out: Path, folds: list[Path]):
     return run
 
 
+def fold_spread(folds: list[float]) -> tuple[float, float]:
+    """Standard deviation over the folds' AUROCs and the standard error of their mean."""
+    sd = statistics.stdev(folds) if len(folds) > 1 else 0.0
+    return sd, sd / math.sqrt(max(1, len(folds)))
+
+
 def noise_pruner(n_startup_trials: int = 3, z: float = 2.0):
     """Prune a trial whose running CV mean after i folds, even z fold-standard-errors
     optimistic, stays below the band `choose` picks from (best complete trial's mean minus one
@@ -168,9 +172,8 @@ def noise_pruner(n_startup_trials: int = 3, z: float = 2.0):
             if step is None or len(done) < n_startup_trials:
                 return False
             best = max(done, key=lambda t: t.value)
-            folds = best.user_attrs.get("fold_auroc", [])
-            sd = statistics.stdev(folds) if len(folds) > 1 else 0.0
-            band = best.value - sd / math.sqrt(max(1, len(folds)))
+            sd, sem = fold_spread(best.user_attrs.get("fold_auroc", []))
+            band = best.value - sem
             return trial.intermediate_values[step] + z * sd / math.sqrt(step + 1) < band
 
     return _Pruner()
@@ -244,14 +247,13 @@ def trial_rows(study) -> list[dict]:
 
     rows = []
     for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
-        folds = t.user_attrs.get("fold_auroc", [])
-        sd = statistics.stdev(folds) if len(folds) > 1 else 0.0
+        sd, sem = fold_spread(t.user_attrs.get("fold_auroc", []))
         rows.append(
             {
                 "trial": t.number,
                 "cv_auroc": t.value,
                 "cv_std": sd,
-                "cv_sem": sd / math.sqrt(max(1, len(folds))),
+                "cv_sem": sem,
                 "train_time_s": t.user_attrs.get("train_time_s", math.nan),
                 "current_default": bool(t.user_attrs.get("current_default")),
                 **t.params,
