@@ -155,3 +155,71 @@ def test_medssl_files_roundtrip_and_checks(tmp_path):
     corrupt.write_bytes(b"\x00garbage")
     with pytest.raises(MedsslError, match="safetensors"):
         load_encoder_weights(Encoder("compact"), corrupt)
+
+
+@pytest.mark.parametrize(
+    "k,stride,pad,h,w",
+    [
+        (3, 1, 1, 1, 1),  # layer4's 3x3 convs at 28 px (imagenet stem)
+        (3, 2, 1, 2, 2),  # layer4's first conv: 2x2 -> 1x1
+        (1, 2, 0, 2, 2),  # the downsample shortcut
+        (7, 2, 3, 4, 3),  # a stem conv on a tiny image
+        (3, 3, 0, 4, 4),  # single output, input larger than the window
+        (3, 1, 1, 2, 3),  # several outputs: plain nn.Conv2d path
+    ],
+)
+def test_cropped_conv_equals_conv2d(k, stride, pad, h, w):
+    from medssl.models import CroppedConv2d
+
+    torch.manual_seed(0)
+    plain = torch.nn.Conv2d(5, 4, k, stride=stride, padding=pad, bias=True).double()
+    cropped = CroppedConv2d(5, 4, k, stride=stride, padding=pad, bias=True).double()
+    cropped.load_state_dict(plain.state_dict())
+    x = torch.randn(3, 5, h, w, dtype=torch.float64, requires_grad=True)
+    a, b = plain(x), cropped(x)
+    assert a.shape == b.shape
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    g = torch.randn_like(a)
+    ga = torch.autograd.grad(a, [x, plain.weight, plain.bias], g)
+    gb = torch.autograd.grad(b, [x, cropped.weight, cropped.bias], g)
+    for u, v in zip(ga, gb, strict=True):
+        torch.testing.assert_close(u, v, rtol=0, atol=1e-12)
+
+
+def test_encoder_crops_layer4_at_28px_with_same_values(monkeypatch):
+    """The imagenet stem's layer4 runs at 1x1: its convs take the cropped path, and the
+    encoder's features and gradients are those of the plain torchvision convolutions."""
+    import copy
+
+    from medssl.models import CroppedConv2d
+
+    torch.manual_seed(0)
+    enc = Encoder("imagenet").double()
+    plain = copy.deepcopy(enc)
+    for m in plain.modules():
+        if type(m) is CroppedConv2d:
+            m.__class__ = torch.nn.Conv2d
+    assert list(enc.state_dict()) == list(plain.state_dict())
+    x = torch.rand(4, 1, 28, 28, dtype=torch.float64)
+    fa, fb = plain(x), enc(x)
+    torch.testing.assert_close(fa, fb, rtol=0, atol=1e-10)
+    ga = torch.autograd.grad(fa.sum(), list(plain.parameters()))
+    gb = torch.autograd.grad(fb.sum(), list(enc.parameters()))
+    for u, v in zip(ga, gb, strict=True):
+        torch.testing.assert_close(u, v, rtol=0, atol=1e-10)
+
+    full = []
+    real = torch.nn.Conv2d._conv_forward
+    monkeypatch.setattr(
+        torch.nn.Conv2d, "_conv_forward", lambda self, *a: full.append(self) or real(self, *a)
+    )
+    enc(x)
+    convs = [m for m in enc.modules() if isinstance(m, torch.nn.Conv2d)]
+    cropped = [
+        m
+        for m in enc.layer4.modules()
+        if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1)
+    ]
+    assert len(cropped) == 4  # a 1x1 kernel (the shortcut) has nothing to crop
+    assert len(full) == len(convs) - len(cropped)
+    assert not any(m in cropped for m in full)
