@@ -5,8 +5,9 @@ batch on the device, then the method's forward and loss) and the engine's optimi
 lightly: the method's usual lightly transform on PIL images + a torch DataLoader (0 and 2
 workers, and 8 where the cores exist) + lightly's loss of the method, on the same networks
 (ResNet-18 encoder, the method's heads, teachers updated with lightly's `update_momentum`) with
-torchvision's convolutions, as a lightly user runs them. One more row gives lightly medssl's
-`CroppedConv2d` too (0 workers; not counted as "lightly"): how much of the ratio is that trick.
+torchvision's convolutions, as a lightly user runs them. Two more rows show what medssl's
+`CroppedConv2d` does: medssl's step without it, and lightly's (0 workers) with it (not counted
+as "lightly").
 Same batch (256 images = 512 views), lightly in fp32 (its default), medssl in fp32 and in its
 auto precision. Median step time over `--steps` steps after 2 warm-up steps.
 
@@ -150,8 +151,10 @@ def bench_method(method, images, np_images, splits, device, steps, batch):
                 times.append(time.perf_counter() - t)
         return 2 * batch / statistics.median(times)
 
-    for precision in sorted({"fp32", resolve_precision("auto", device)}):
-        model, opt = fresh()
+    auto = resolve_precision("auto", device)
+    medssl_rows = [(p, False) for p in sorted({"fp32", auto})] + [(auto, True)]
+    for precision, plain in medssl_rows:  # the last: medssl's step without CroppedConv2d
+        model, opt = fresh(plain_convs=plain)
         gen = torch.Generator(device=device).manual_seed(0)
         with tempfile.TemporaryDirectory() as tmp:
             tracker = Tracker(Path(tmp), {}, tensorboard=False)
@@ -171,7 +174,7 @@ def bench_method(method, images, np_images, splits, device, steps, batch):
             rows.append(
                 dict(
                     method=NAMES[method],
-                    pipeline=f"medssl step, {precision}",
+                    pipeline=f"medssl step, {precision}" + (", torchvision convs" if plain else ""),
                     views_per_s=timed(medssl_step),
                 )
             )
@@ -236,7 +239,7 @@ def main() -> None:
         rows += bench_method(
             m, splits["train"].images, np_images, splits, device, args.steps, args.batch
         )
-        print(_md_table(rows[-len(WORKERS) - 3 :]), flush=True)
+        print(_md_table(rows[-len(WORKERS) - 4 :]), flush=True)
     out = Path(__file__).parent / "results"
     meta = {
         "date": str(date.today()),

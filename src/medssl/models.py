@@ -37,7 +37,7 @@ class CroppedConv2d(nn.Conv2d):
     The dropped terms are products with padding zeros, so value and gradients are the same
     (their weights' gradient is exactly 0 either way). Why: with the imagenet stem at 28 px,
     layer4 runs at 1x1, where a 3x3 conv does 9x the work it needs and oneDNN's backward of it
-    is slow; cropping makes a ResNet-18 step ~15% faster in bf16 on CPU
+    is slow; cropping made the SSL methods' bf16 step on CPU a median 1.24x as fast
     (benchmarks/methods.py). Parameters and state-dict keys are nn.Conv2d's.
     """
 
