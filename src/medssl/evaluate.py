@@ -201,7 +201,7 @@ def _write(run: ClassifierRun, result: dict, preds: dict, checks: dict | None) -
 def _image_checks(run: ClassifierRun, result: dict, test: dict, k: int, seed: int) -> dict:
     """Error gallery (top-k FP and FN on test) and the robustness suite, computed, not written."""
     from medssl import data as D
-    from medssl.train import predict_logits, resolve_device
+    from medssl.runtime import predict_logits, resolve_device
 
     tc = run.cfg
     device = resolve_device(tc.device)

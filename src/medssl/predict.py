@@ -136,7 +136,7 @@ def predict_run(
     from medssl import data as D
     from medssl.calibration import sigmoid
     from medssl.evaluate import load_classifier_run, read_evaluation
-    from medssl.train import predict_logits, resolve_device
+    from medssl.runtime import predict_logits, resolve_device
 
     out = check_output_file(out, _ours, "predictions CSV")
     run = load_classifier_run(run_dir, "predict")

@@ -26,8 +26,8 @@ from medssl.metrics import auroc, binary_metrics
 from medssl.models import Encoder, load_encoder_weights, read_model
 from medssl.options import ProbeConfig
 from medssl.rundir import claim, open_run
+from medssl.runtime import extract_features, resolve_device, resolve_precision
 from medssl.tracking import Tracker
-from medssl.train import extract_features, resolve_device, resolve_precision
 
 
 def load_encoder(source: str, stem: str = "imagenet", log=print) -> Encoder:
