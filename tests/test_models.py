@@ -166,6 +166,7 @@ def test_medssl_files_roundtrip_and_checks(tmp_path):
         (7, 2, 3, 4, 3),  # a stem conv on a tiny image
         (3, 3, 0, 4, 4),  # single output, input larger than the window
         (3, 1, 1, 2, 3),  # several outputs: plain nn.Conv2d path
+        (3, 5, 3, 1, 1),  # padding as wide as the kernel: only padding is seen, plain path
     ],
 )
 def test_cropped_conv_equals_conv2d(k, stride, pad, h, w):

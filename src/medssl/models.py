@@ -48,6 +48,8 @@ class CroppedConv2d(nn.Conv2d):
         if (
             single
             and kh * kw > 1
+            and ph < kh
+            and pw < kw
             and self.groups == 1
             and self.dilation == (1, 1)
             and self.padding_mode == "zeros"
