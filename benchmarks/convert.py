@@ -5,7 +5,7 @@ PneumoniaMNIST training images (image i is official image i mod M, rolled by i /
 then, each in a fresh process so that peak memory is its own:
 1. decoders side by side on the same 5,000 files: Pillow (`Image.open` + `np.asarray`) and
    torchvision.io (`decode_png`), one thread;
-2. `medssl.sources.decode_files` on the whole folder with an empty cache (list, hash, decode in
+2. `medssl.data.sources.decode_files` on the whole folder with an empty cache (list, hash, decode in
    threads, stream into the memory-mapped cache file), then again (cache hit);
 and prints seconds, images/s and peak RSS (ru_maxrss) of each.
 
@@ -53,7 +53,7 @@ def make_folder(work: Path, n: int, data_root: str) -> Path:
 def child(kind: str, folder: str, cache: str) -> dict:
     """One measurement in this (fresh) process."""
     os.environ["MEDSSL_CACHE"] = cache
-    from medssl import sources
+    from medssl.data import sources
 
     start = time.perf_counter()
     files, _ = sources._images_under(Path(folder))  # every row includes listing the folder

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from medssl import data as D
-from medssl.artifacts import read_yaml, write_json
+from medssl.io.artifacts import read_yaml, write_json
 from medssl.methods.simclr import SimCLR
 from medssl.monitor import knn_monitor
 from medssl.options import PretrainConfig

@@ -37,8 +37,9 @@ from suite import WORKERS, PilDataset, _md_table, _sync, machine  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from medssl import data as D  # noqa: E402
-from medssl import pretrain as P  # noqa: E402
-from medssl.methods import METHODS, NAMES, build  # noqa: E402
+from medssl.catalog import METHOD_NAMES, METHOD_TITLES  # noqa: E402
+from medssl.commands import pretrain as P  # noqa: E402
+from medssl.methods import build  # noqa: E402
 from medssl.models import CroppedConv2d  # noqa: E402
 from medssl.options import PretrainConfig  # noqa: E402
 from medssl.runtime import resolve_precision  # noqa: E402
@@ -173,7 +174,7 @@ def bench_method(method, images, np_images, splits, device, steps, batch):
 
             rows.append(
                 dict(
-                    method=NAMES[method],
+                    method=METHOD_TITLES[method],
                     pipeline=f"medssl step, {precision}" + (", torchvision convs" if plain else ""),
                     views_per_s=timed(medssl_step),
                 )
@@ -206,7 +207,7 @@ def bench_method(method, images, np_images, splits, device, steps, batch):
 
         rows.append(
             dict(
-                method=NAMES[method],
+                method=METHOD_TITLES[method],
                 pipeline=f"lightly, DataLoader {workers} workers, fp32"
                 + ("" if plain else " + medssl's CroppedConv2d"),
                 views_per_s=timed(lightly_step),
@@ -225,7 +226,7 @@ def bench_method(method, images, np_images, splits, device, steps, batch):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-root", default=None)
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--methods", default=",".join(METHOD_NAMES))
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--device", default="cpu")

@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import torch  # noqa: E402
 from suite import machine  # noqa: E402
 
-from medssl.artifacts import read_csv  # noqa: E402
-from medssl.methods import NAMES  # noqa: E402
+from medssl.catalog import METHOD_TITLES  # noqa: E402
+from medssl.io.artifacts import read_csv  # noqa: E402
 
 MEDSSL = [sys.executable, "-m", "medssl.cli"]
 
@@ -124,7 +124,7 @@ def main() -> None:
     p.add_argument("--tag", default="", help="names the runs and result files of this pool")
     p.add_argument("--extra", default="", help="more pretrain options, e.g. '--warmup-epochs 1'")
     a = p.parse_args()
-    methods = list(NAMES) if a.methods == "all" else a.methods.split(",")
+    methods = list(METHOD_TITLES) if a.methods == "all" else a.methods.split(",")
     seeds = [int(s) for s in a.seeds.split(",")]
     fractions = [float(f) for f in a.fractions.split(",")]
     start = time.perf_counter()

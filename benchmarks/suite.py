@@ -38,11 +38,17 @@ os.environ.setdefault("LIGHTLY_DID_VERSION_CHECK", "True")
 sys.path.insert(0, str(Path(__file__).parent))
 
 from medssl import data as D  # noqa: E402
-from medssl.augment import augment, preset, to_float, two_views  # noqa: E402
+from medssl.augment import augment, two_views  # noqa: E402
+from medssl.catalog import preset  # noqa: E402
 from medssl.losses import bce  # noqa: E402
 from medssl.methods.simclr import SimCLR  # noqa: E402
 from medssl.models import Classifier, Encoder  # noqa: E402
-from medssl.runtime import autocast, extract_features, resolve_precision  # noqa: E402
+from medssl.runtime import (  # noqa: E402
+    autocast,
+    extract_features,
+    resolve_precision,
+    to_float,  # noqa: E402
+)
 
 # DataLoader worker counts for the conventional pipelines: 0, 2 and, on a machine with the
 # cores for it (a GPU box), 8, so the baseline is the best loader setting, not a starved one.
@@ -352,7 +358,7 @@ def bench_probe(arrays, device, data_root, epochs=30, batch=128) -> list[dict]:
     # medssl probe itself: cached features + scikit-learn logistic regressions, C chosen on val
     import tempfile
 
-    from medssl.probe import ProbeConfig, probe
+    from medssl.commands.probe import ProbeConfig, probe
 
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from medssl.augment import augment, preset
+from medssl.augment import augment
+from medssl.catalog import preset
 from medssl.losses import bce
 from medssl.models import Classifier
 from medssl.runtime import autocast

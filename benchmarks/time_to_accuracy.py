@@ -39,8 +39,8 @@ from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader, Dataset
 
 from medssl import data as D
+from medssl.commands.train import train
 from medssl.options import TrainConfig
-from medssl.train import train
 
 PUBLISHED = {"breastmnist": 0.901, "pneumoniamnist": 0.944}  # MedMNIST v2, ResNet-18 (28)
 OFFICIAL_EPOCHS = 100

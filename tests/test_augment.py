@@ -5,17 +5,11 @@ import math
 import pytest
 import torch
 
-from medssl.augment import (
-    PRESETS,
-    AugmentConfig,
-    apply_affine,
-    augment,
-    preset,
-    resolve,
-    sample_affine,
-    to_float,
-)
+from medssl.augment import apply_affine, augment, sample_affine
+from medssl.catalog import PRESETS, AugmentConfig, preset
 from medssl.errors import MedsslError
+from medssl.options import augment_config as resolve
+from medssl.runtime import to_float
 
 
 def _images(n=16, size=28, seed=0):

@@ -64,13 +64,13 @@ def _replace(path: Path, data: bytes) -> None:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, data_root):
     """Real runs and damaged copies; returns the placeholders the cases use."""
-    from medssl import train as T
-    from medssl.evaluate import evaluate_run
+    from medssl.commands import train as T
+    from medssl.commands.evaluate import evaluate_run
+    from medssl.commands.pretrain import pretrain
+    from medssl.commands.probe import probe
+    from medssl.commands.study import run_study
     from medssl.models import Classifier, Encoder, ProjectionHead, metadata, save_model
     from medssl.options import PretrainConfig, ProbeConfig, StudyConfig, TrainConfig
-    from medssl.pretrain import pretrain
-    from medssl.probe import probe
-    from medssl.study import run_study
 
     root = tmp_path_factory.mktemp("world")
     runs, bad = root / "runs", root / "bad"
@@ -1165,7 +1165,7 @@ def test_interrupted_run_resumes_only_with_resume(world, tmp_path, capsys):
 def test_run_record_names_owner_and_state(world):
     import json
 
-    from medssl.rundir import status
+    from medssl.io.rundir import status
 
     for name, command, state in (
         ("train", "train", "finished"),
@@ -1193,7 +1193,7 @@ def test_predict_overwrites_only_its_own_csv(world, tmp_path, capsys):
 
 
 def test_files_respect_the_umask(world, tmp_path, data_root):
-    from medssl.artifacts import write_text
+    from medssl.io.artifacts import write_text
 
     old = os.umask(0o022)
     try:
@@ -1212,7 +1212,7 @@ def test_files_respect_the_umask(world, tmp_path, data_root):
 @pytest.mark.parametrize("command", ["train", "pretrain", "probe", "study"])
 def test_configs_saved_by_0_1_0_still_load(command):
     """config.yaml files written by medssl 0.1.0 (lists as comma strings) load unchanged."""
-    from medssl.artifacts import read_yaml
+    from medssl.io.artifacts import read_yaml
     from medssl.options import COMMANDS
 
     path = Path(__file__).parent / "data" / "configs-0.1.0" / f"{command}.yaml"
@@ -1231,8 +1231,8 @@ def test_configs_saved_by_0_1_0_still_load(command):
 
 def test_every_refusal_raises_before_the_first_write(world, tmp_path, data_root):
     """The Python API refuses too, with the same one-line MedsslError."""
+    from medssl.commands.train import train
     from medssl.options import TrainConfig
-    from medssl.train import train
 
     with pytest.raises(MedsslError, match="is a `pretrain` run"):
         train(TrainConfig(data_root=str(data_root), out=world["pretrain"]))

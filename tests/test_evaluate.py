@@ -6,8 +6,8 @@ from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from medssl import metrics as M
 from medssl.calibration import brier, equal_mass_ece, fit_temperature, nll, sigmoid
+from medssl.commands.evaluate import evaluate_run
 from medssl.errors import MedsslError
-from medssl.evaluate import evaluate_run
 from medssl.operating_points import choose_threshold, rates_at
 from medssl.robustness import SHIFTS, apply_shift
 
@@ -107,7 +107,7 @@ def test_operating_point_targets_are_checked_on_test():
 
 
 def test_evaluate_run_on_a_real_run(tmp_path, data_root):
-    from medssl.train import TrainConfig, train
+    from medssl.commands.train import TrainConfig, train
 
     cfg = TrainConfig(
         data_root=str(data_root),

@@ -1,4 +1,4 @@
-"""BCE, weighted BCE and their gradients against finetuning-theory.md §2, §3, §5; NT-Xent and
+"""BCE, weighted BCE and their gradients against docs/math.md §2, §3, §5; NT-Xent and
 the self-supervised losses (InfoNCE, negative cosine, Barlow Twins, VICReg, DINO) against loop
 references written from their papers, analytic cases and lightly's implementations."""
 

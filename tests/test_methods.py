@@ -12,9 +12,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from medssl import engine as E
-from medssl import pretrain as P
+from medssl.catalog import METHOD_NAMES as METHODS
+from medssl.commands import pretrain as P
 from medssl.losses import barlow_twins, nt_xent, vicreg
-from medssl.methods import METHODS, build, cosine_momentum, ema_copy, ema_update, gather
+from medssl.methods import build
+from medssl.methods.common import cosine_momentum, ema_copy, ema_update, gather
 from medssl.models import read_model
 from medssl.options import PretrainConfig
 
@@ -188,8 +190,8 @@ def _cfg(tmp_path, name, data_root, method, **kw):
 
 @pytest.mark.slow
 def test_every_method_pretrains_on_breastmnist_and_its_encoder_is_used(tmp_path, data_root):
-    from medssl.probe import ProbeConfig, probe
-    from medssl.train import TrainConfig, train
+    from medssl.commands.probe import ProbeConfig, probe
+    from medssl.commands.train import TrainConfig, train
 
     for method in METHODS:
         s = P.pretrain(_cfg(tmp_path, method, data_root, method), log=QUIET)

@@ -1,10 +1,13 @@
-"""Tests for medssl.metrics: hand-computed cases, slow references and library oracles."""
+"""Tests for medssl.metrics: hand-computed cases and slow references written from the spec
+equations (docs/math.md §5, §6.1, §6.2). Functions that call scikit-learn are checked against
+those references, not against scikit-learn; library oracles remain for the hand-written ones."""
 
 from __future__ import annotations
 
 import json
 import math
 import warnings
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -24,8 +27,72 @@ def _random_case(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return y, p
 
 
+def _slow_confusion(y: np.ndarray, p: np.ndarray, t: float) -> dict[str, int]:
+    """Confusion matrix of docs/math.md §5 at the §6.1 rule y_hat = 1 iff p >= t, by loop."""
+    c = {"tn": 0, "fp": 0, "fn": 0, "tp": 0}
+    for yi, pi in zip(y, p, strict=True):
+        key = ("t" if (pi >= t) == (yi == 1) else "f") + ("p" if pi >= t else "n")
+        c[key] += 1
+    return c
+
+
+def _slow_balanced_accuracy(y: np.ndarray, p: np.ndarray, t: float) -> float:
+    """BA = ½(TP / (TP + FN) + TN / (TN + FP)) (docs/math.md §5); with one class absent,
+    the rate of the class present (the documented choice, docs/math.md)."""
+    c = _slow_confusion(y, p, t)
+    rates = []
+    if c["tp"] + c["fn"]:
+        rates.append(c["tp"] / (c["tp"] + c["fn"]))
+    if c["tn"] + c["fp"]:
+        rates.append(c["tn"] / (c["tn"] + c["fp"]))
+    return sum(rates) / len(rates)
+
+
+def _slow_roc(y: np.ndarray, s: np.ndarray) -> tuple[list[float], list[float], list[float]]:
+    """(FPR(t), TPR(t)) of docs/math.md §6.1 at t = +inf and each distinct score, decreasing;
+    each rate counted by a loop over the samples (NaN for an absent class)."""
+    n_pos = sum(1 for yi in y if yi == 1)
+    n_neg = len(y) - n_pos
+    fpr, tpr, thr = [], [], [math.inf, *sorted(set(s.tolist()), reverse=True)]
+    for t in thr:
+        tp = sum(1 for yi, si in zip(y, s, strict=True) if si >= t and yi == 1)
+        fp = sum(1 for yi, si in zip(y, s, strict=True) if si >= t and yi == 0)
+        tpr.append(tp / n_pos if n_pos else math.nan)
+        fpr.append(fp / n_neg if n_neg else math.nan)
+    return fpr, tpr, thr
+
+
+def _exact_auroc(y: np.ndarray, s: np.ndarray) -> Fraction:
+    """AUROC = P(score_pos > score_neg) + ½ P(score_pos = score_neg) (docs/math.md §6.1),
+    exactly, over all positive-negative pairs."""
+    pos, neg = s[y == 1], s[y == 0]
+    wins = int(np.count_nonzero(pos[:, None] > neg[None, :]))
+    ties = int(np.count_nonzero(pos[:, None] == neg[None, :]))
+    return Fraction(2 * wins + ties, 2 * len(pos) * len(neg))
+
+
+def _exact_pr(y: np.ndarray, s: np.ndarray) -> tuple[list[Fraction], list[Fraction]]:
+    """Precision TP / (TP + FP) and recall TP / (TP + FN) at each distinct score (decreasing,
+    y_hat = 1 iff score >= t), exactly; needs a positive."""
+    n_pos = int(np.count_nonzero(y))
+    precision, recall = [], []
+    for t in sorted(set(s.tolist()), reverse=True):
+        tp = int(np.count_nonzero((s >= t) & (y == 1)))
+        precision.append(Fraction(tp, int(np.count_nonzero(s >= t))))
+        recall.append(Fraction(tp, n_pos))
+    return precision, recall
+
+
+def _exact_average_precision(y: np.ndarray, s: np.ndarray) -> Fraction:
+    """AP = Σ_n (R_n − R_{n−1}) P_n over thresholds in decreasing order, R_0 = 0, exactly."""
+    precision, recall = _exact_pr(y, s)
+    previous = [Fraction(0), *recall[:-1]]
+    terms = zip(previous, recall, precision, strict=True)
+    return sum(((r - r0) * p for r0, r, p in terms), Fraction(0))
+
+
 def _slow_ece(y: np.ndarray, p: np.ndarray, n_bins: int) -> float:
-    """ECE straight from finetuning-theory.md §6.2, one Python loop per bin and sample."""
+    """ECE straight from docs/math.md §6.2, one Python loop per bin and sample."""
     n = len(y)
     total = 0.0
     for m in range(1, n_bins + 1):
@@ -86,29 +153,36 @@ def test_balanced_accuracy_single_class_uses_present_class() -> None:
     assert M.balanced_accuracy(y, p) == pytest.approx(2 / 3)
     # All negatives: BA = TNR = 1/3 (preds [1, 1, 0] -> one true negative).
     assert M.balanced_accuracy([0, 0, 0], p) == pytest.approx(1 / 3)
+    # Predictions all of the one class present: BA = 1 (TPR = 3/3), no warning leaks.
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        assert M.balanced_accuracy(y, p) == pytest.approx(
-            skm.balanced_accuracy_score(y, np.asarray(p) >= 0.5)
-        )
-        assert M.balanced_accuracy([0, 0, 0], p) == pytest.approx(
-            skm.balanced_accuracy_score([0, 0, 0], np.asarray(p) >= 0.5)
-        )
+        warnings.simplefilter("error")
+        assert M.balanced_accuracy(y, [0.9, 0.8, 0.7]) == 1.0
+        assert M.balanced_accuracy([0, 0], [0.1, 0.7]) == 0.5
 
 
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("threshold", [0.5, 0.3])
-def test_threshold_metrics_match_sklearn(n: int, seed: int, threshold: float) -> None:
+def test_threshold_metrics_match_spec_formulas(n: int, seed: int, threshold: float) -> None:
     y, p = _random_case(n, seed)
-    pred = (p >= threshold).astype(int)
+    p = np.concatenate([p, [threshold, 0.0, 1.0]])  # p = t exactly is predicted positive
+    y = np.concatenate([y, [0, 1, 0]])
+    c = _slow_confusion(y, p, threshold)
+    assert M.confusion_matrix(y, p, threshold) == c
+    assert M.accuracy(y, p, threshold) == (c["tp"] + c["tn"]) / len(y)
+    # scikit-learn computes BA; the formula gives the same float (a mean of two rates).
+    assert M.balanced_accuracy(y, p, threshold) == _slow_balanced_accuracy(y, p, threshold)
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_confusion_and_accuracy_match_sklearn(n: int, seed: int) -> None:
+    # These two stay hand-written; scikit-learn is an independent oracle for them.
+    y, p = _random_case(n, seed)
+    pred = (p >= 0.5).astype(int)
     tn, fp, fn, tp = skm.confusion_matrix(y, pred, labels=[0, 1]).ravel()
-    assert M.confusion_matrix(y, p, threshold) == {"tn": tn, "fp": fp, "fn": fn, "tp": tp}
-    assert M.accuracy(y, p, threshold) == pytest.approx(skm.accuracy_score(y, pred), abs=1e-12)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # single-class draws at tiny n
-        expected_ba = skm.balanced_accuracy_score(y, pred)
-    assert M.balanced_accuracy(y, p, threshold) == pytest.approx(expected_ba, abs=1e-12)
+    assert M.confusion_matrix(y, p) == {"tn": tn, "fp": fp, "fn": fn, "tp": tp}
+    assert M.accuracy(y, p) == pytest.approx(skm.accuracy_score(y, pred), abs=1e-12)
 
 
 # ----------------------------------------------------------------------------- ROC / AUROC
@@ -157,26 +231,43 @@ def test_auroc_single_class_is_nan() -> None:
     np.testing.assert_allclose(fpr, [0, 0.5, 1])
 
 
+def test_roc_curve_keeps_every_threshold() -> None:
+    # Collinear points (here all positives first) are kept: one point per distinct score,
+    # as operating_points needs; scikit-learn's default drop_intermediate=True would drop them.
+    y = [1, 1, 1, 0, 0]
+    s = [0.9, 0.8, 0.7, 0.2, 0.1]
+    fpr, tpr, thr = M.roc_curve(y, s)
+    np.testing.assert_array_equal(thr, [np.inf, 0.9, 0.8, 0.7, 0.2, 0.1])
+    np.testing.assert_array_equal(tpr, [0, 1 / 3, 2 / 3, 1, 1, 1])
+    np.testing.assert_array_equal(fpr, [0, 0, 0, 0, 0.5, 1])
+    assert all(a.dtype == np.float64 for a in (fpr, tpr, thr))
+
+
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("tied", [False, True])
-def test_roc_and_auroc_match_sklearn(n: int, seed: int, tied: bool) -> None:
+def test_roc_and_auroc_match_spec_formulas(n: int, seed: int, tied: bool) -> None:
     y, s = _random_case(n, seed)
     if tied:
         s = np.round(s, 1)  # many ties
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # sklearn warns on single-class draws
-        ref_fpr, ref_tpr, ref_thr = skm.roc_curve(y, s, drop_intermediate=False)
-    fpr, tpr, thr = M.roc_curve(y, s)
+        warnings.simplefilter("error")  # single-class draws must not warn either
+        fpr, tpr, thr = M.roc_curve(y, s)
+        auc = M.auroc(y, s)
+    ref_fpr, ref_tpr, ref_thr = _slow_roc(y, s)
     np.testing.assert_array_equal(thr, ref_thr)
-    np.testing.assert_allclose(fpr, ref_fpr, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(tpr, ref_tpr, rtol=0, atol=1e-12)
+    # count / N in float64 either way: the same floats.
+    np.testing.assert_array_equal(fpr, ref_fpr)
+    np.testing.assert_array_equal(tpr, ref_tpr)
     if len(np.unique(y)) < 2:
-        assert math.isnan(M.auroc(y, s))
+        assert math.isnan(auc)
         return
-    expected = skm.roc_auc_score(y, s)
-    assert M.auroc(y, s) == pytest.approx(expected, abs=1e-12)
-    assert np.trapezoid(tpr, fpr) == pytest.approx(expected, abs=1e-12)
+    # Mann–Whitney from exact rank sums: the correctly rounded exact AUROC, so equal AUROCs
+    # always compare equal (the reason it is not sklearn's trapezoid sum).
+    assert auc == float(_exact_auroc(y, s))
+    assert np.trapezoid(tpr, fpr) == pytest.approx(auc, abs=1e-12)
+    # auroc is hand-written, so scikit-learn is an independent oracle for it.
+    assert auc == pytest.approx(skm.roc_auc_score(y, s), rel=1e-15)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -191,6 +282,52 @@ def test_auroc_invariant_under_monotone_transform(seed: int) -> None:
     assert M.auroc(y, np.exp(logits)) == pytest.approx(a, abs=1e-12)
     # A strictly decreasing transform flips the ranking.
     assert M.auroc(y, -logits) == pytest.approx(1.0 - a, abs=1e-12)
+
+
+# ----------------------------------------------------------------------------- PR / AP
+
+
+def test_pr_curve_and_average_precision_by_hand() -> None:
+    y = [0, 1, 1, 0, 1]
+    s = [0.1, 0.4, 0.4, 0.4, 0.8]
+    # t=0.8: tp 1 of 1 predicted; t=0.4: tp 3 of 4; t=0.1: tp 3 of 5. Recall 1/3, 1, 1.
+    precision, recall, thr = M.precision_recall_curve(y, s)
+    np.testing.assert_array_equal(thr, [0.8, 0.4, 0.1])
+    np.testing.assert_array_equal(precision, [1.0, 3 / 4, 3 / 5])
+    np.testing.assert_array_equal(recall, [1 / 3, 1.0, 1.0])
+    # AP = (1/3)(1) + (2/3)(3/4) + 0 = 5/6.
+    assert M.average_precision(y, s) == pytest.approx(5 / 6)
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("tied", [False, True])
+def test_pr_curve_and_average_precision_match_spec_formulas(n: int, seed: int, tied: bool) -> None:
+    y, s = _random_case(n, seed)
+    if tied:
+        s = np.round(s, 1)
+    if not y.any():
+        y[0] = 1
+    precision, recall, thr = M.precision_recall_curve(y, s)
+    ref_p, ref_r = _exact_pr(y, s)
+    np.testing.assert_array_equal(thr, sorted(set(s.tolist()), reverse=True))
+    # One division of exact counts each: the correctly rounded rationals.
+    np.testing.assert_array_equal(precision, [float(v) for v in ref_p])
+    np.testing.assert_array_equal(recall, [float(v) for v in ref_r])
+    # scikit-learn sums AP's terms right to left: within a few ulps of the exact value.
+    assert M.average_precision(y, s) == pytest.approx(
+        float(_exact_average_precision(y, s)), rel=1e-15
+    )
+
+
+def test_pr_curve_and_average_precision_without_positives() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        precision, recall, thr = M.precision_recall_curve([0, 0, 0], [0.2, 0.5, 0.5])
+        assert math.isnan(M.average_precision([0, 0, 0], [0.2, 0.5, 0.5]))
+    np.testing.assert_array_equal(thr, [0.5, 0.2])
+    np.testing.assert_array_equal(precision, [0.0, 0.0])  # TP = 0 of >= 1 predicted
+    assert np.isnan(recall).all()  # 0 / 0, as tpr in roc_curve
 
 
 # ----------------------------------------------------------------------------- calibration
@@ -356,7 +493,7 @@ def test_invalid_probability_inputs(targets: list, probs: list, match: str) -> N
     ],
 )
 def test_invalid_score_inputs(targets: list, scores: list, match: str) -> None:
-    for fn in (M.roc_curve, M.auroc):
+    for fn in (M.roc_curve, M.auroc, M.precision_recall_curve, M.average_precision):
         with pytest.raises(ValueError, match=match):
             fn(targets, scores)
 

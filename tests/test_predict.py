@@ -9,14 +9,14 @@ import pytest
 from PIL import Image
 
 from medssl.calibration import sigmoid
+from medssl.commands.evaluate import evaluate_run, load_classifier_run, read_predictions
+from medssl.commands.predict import load_inputs, predict_run
 from medssl.errors import MedsslError
-from medssl.evaluate import evaluate_run, load_classifier_run, read_predictions
-from medssl.predict import load_inputs, predict_run
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, data_root):
-    from medssl.train import TrainConfig, train
+    from medssl.commands.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("predict") / "run"
     cfg = TrainConfig(

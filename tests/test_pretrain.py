@@ -11,7 +11,7 @@ import torch.multiprocessing as mp
 from medssl import data as D
 from medssl import engine as E
 from medssl import monitor as MON
-from medssl import pretrain as P
+from medssl.commands import pretrain as P
 from medssl.errors import MedsslError
 from medssl.losses import nt_xent
 from medssl.methods.simclr import SimCLR, distributed_nt_xent
@@ -108,7 +108,7 @@ def test_pretrain_outputs_and_resume(tmp_path, data_root, monkeypatch):
 
 
 def test_encoder_feeds_train_init(tmp_path, data_root):
-    from medssl.train import TrainConfig, train
+    from medssl.commands.train import TrainConfig, train
 
     P.pretrain(_cfg(tmp_path, "ssl", data_root), log=quiet)
     enc = str(tmp_path / "ssl" / "encoder.safetensors")

@@ -10,13 +10,14 @@ import pytest
 import torch
 import yaml
 
-from medssl import probe as PR
+from medssl.commands import probe as PR
 from medssl.errors import MedsslError
 from medssl.models import Classifier, metadata, save_model
 
 
 def test_fit_probe_is_l2_logistic_regression():
-    """The chosen model is sklearn's L2 logistic regression on standardised features (§7)."""
+    """The chosen model is sklearn's L2 logistic regression on standardised features
+    (docs/math.md §7)."""
     from sklearn.linear_model import LogisticRegression
 
     rng = np.random.default_rng(0)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from medssl import metrics as M
 from medssl.errors import MedsslError
-from medssl.rundir import read_yaml, run_lock
+from medssl.io.rundir import read_yaml, run_lock
 
 TRAIN = [
     "--dataset",

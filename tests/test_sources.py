@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medssl import cli, sources
+from medssl import cli
 from medssl import data as D
+from medssl.data import pools, sources
 from medssl.errors import MedsslError
 
 
@@ -185,15 +186,15 @@ def test_unlabeled_pool_mixes_sources_and_refuses_held_out_images(exported, data
     folder = tmp_path / "pool"
     for i in range(5):
         _png(folder / "deep" / "er" / f"{i}.png", pneu[100 + i])
-    pool, seen = sources.load_pool(
+    pool, seen = pools.load_pool(
         ["breastmnist", str(folder), str(tmp_path / "extra.npy")], data_root, 28
     )
     assert [s["n"] for s in seen] == [546, 5, 30] and len(pool) == 581
     assert np.array_equal(pool[546:551], pneu[100:105]) and np.array_equal(pool[551:], pneu[:30])
     splits = D.load_arrays("breastmnist", data_root)
-    sources.check_pool(pool, splits, "breastmnist")  # its own training split is allowed
+    pools.check_pool(pool, splits, "breastmnist")  # its own training split is allowed
     with pytest.raises(MedsslError, match="validation/test images"):
-        sources.check_pool(np.concatenate([pool, splits["test"][0][3:4]]), splits, "breastmnist")
+        pools.check_pool(np.concatenate([pool, splits["test"][0][3:4]]), splits, "breastmnist")
     # an image in both train and test (the official BreastMNIST has one) is training data too
     both = set(sources.image_hashes(splits["train"][0])) & set(
         sources.image_hashes(splits["test"][0])

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
+from medssl.commands.study import BUDGETS, StudyConfig, plan
 from medssl.errors import MedsslError
-from medssl.study import BUDGETS, StudyConfig, plan
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

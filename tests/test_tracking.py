@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from medssl import engine as E
-from medssl import train as T
-from medssl.pretrain import PretrainConfig, pretrain
+from medssl.commands import train as T
+from medssl.commands.pretrain import PretrainConfig, pretrain
 from medssl.tracking import Tracker, mlflow_uri, read_scalars
 
 

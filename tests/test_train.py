@@ -10,7 +10,7 @@ import torch
 
 from medssl import engine as E
 from medssl import runtime as R
-from medssl import train as T
+from medssl.commands import train as T
 from medssl.errors import MedsslError
 from medssl.models import Classifier, read_model
 

@@ -9,8 +9,9 @@ import sys
 import numpy as np
 import yaml
 
-from medssl import cli, tune
+from medssl import cli
 from medssl import data as D
+from medssl.commands import tune
 
 TINY = ["--folds", "2", "--max-epochs", "1", "--no-progress", "--device", "cpu"]
 

@@ -1,7 +1,5 @@
 """`python -m medssl ...` is the `medssl` command."""
 
-import sys
+from medssl.cli import run
 
-from medssl.cli import main
-
-sys.exit(main())
+run()

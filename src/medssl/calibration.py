@@ -20,7 +20,7 @@ def sigmoid(z: ArrayLike) -> np.ndarray:
 
 
 def nll(targets: ArrayLike, logits: ArrayLike) -> float:
-    """Mean Bernoulli negative log-likelihood of logits = BCE (finetuning-theory.md §2)."""
+    """Mean Bernoulli negative log-likelihood of logits = BCE (docs/math.md §2)."""
     y, z = _check_scores(targets, logits)
     return float(np.mean(np.logaddexp(0.0, -(2 * y - 1) * z)))
 
@@ -34,7 +34,7 @@ def brier(targets: ArrayLike, probs: ArrayLike) -> float:
 def equal_mass_ece(targets: ArrayLike, probs: ArrayLike, n_bins: int = 15) -> float:
     """ECE over bins holding (nearly) equal numbers of cases, sorted by probability.
 
-    The same |acc - conf| weighting as finetuning-theory.md §6.2, with adaptive bins
+    The same |acc - conf| weighting as docs/math.md §6.2, with adaptive bins
     (np.array_split of the sorted cases) instead of equal-width ones; a reference binning.
     """
     y, p = _check_probs(targets, probs)
@@ -47,7 +47,7 @@ def equal_mass_ece(targets: ArrayLike, probs: ArrayLike, n_bins: int = 15) -> fl
 
 def fit_temperature(targets: ArrayLike, logits: ArrayLike) -> float:
     """T = argmin_T NLL(y, z / T), searched over log T in [-5, 5] (bounded Brent)."""
-    from scipy.optimize import minimize_scalar
+    from scipy.optimize import minimize_scalar  # ~1 s to import: only when T is fitted
 
     y, z = _check_scores(targets, logits)
     res = minimize_scalar(

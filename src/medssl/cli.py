@@ -12,9 +12,14 @@ import argparse
 import os
 import sys
 import traceback
+import warnings
+from pathlib import Path
+
+import yaml
 
 from medssl import __version__
 from medssl.errors import MedsslError
+from medssl.io.artifacts import read_yaml
 from medssl.options import COMMANDS, PATH_OPTIONS, Options, option_rows
 
 
@@ -72,8 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
 def parse(argv: list[str]) -> tuple[argparse.Namespace, Options]:
     """The command's namespace (flags) and its validated options: the --config file's values,
     overridden by the command line's, checked with one set of types."""
-    from medssl.artifacts import read_yaml
-
     ns = build_parser().parse_args(argv)
     cls = COMMANDS[ns.command]
     given = {k: v for k, v in vars(ns).items() if k in cls.model_fields}
@@ -97,19 +100,20 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, Options]:
     return ns, cls.parse(from_file | given, where)
 
 
-# ---- handlers: one per command, a few lines over the Python API ----
+# ---- handlers: one per command, a few lines over medssl.commands ----
+# Each imports its command when it runs: `medssl --help` and option errors stay free of torch.
 
 
 def _train(o, ns) -> None:
-    from medssl.report import format_metrics
-    from medssl.train import train
+    from medssl.commands.train import train  # lazy: --help stays fast
+    from medssl.report.tables import format_metrics  # lazy: --help stays fast
 
     print(format_metrics(train(o, resume=ns.resume)))
     print(f"run folder: {o.out}")
 
 
 def _pretrain(o, ns) -> None:
-    from medssl.pretrain import format_summary, pretrain
+    from medssl.commands.pretrain import format_summary, pretrain  # lazy: --help stays fast
 
     summary = pretrain(o, resume=ns.resume)
     if summary:  # empty on the other processes of a torchrun launch
@@ -117,35 +121,33 @@ def _pretrain(o, ns) -> None:
 
 
 def _probe(o, ns) -> None:
-    from medssl.probe import probe
+    from medssl.commands.probe import probe  # lazy: --help stays fast
 
     print(probe(o, resume=ns.resume)["table_md"])
 
 
 def _study(o, ns) -> None:
-    from medssl.report_html import headline
-    from medssl.study import run_study
+    from medssl.commands.study import run_study  # lazy: --help stays fast
+    from medssl.report.study import headline  # lazy: --help stays fast
 
     run_study(o, resume=ns.resume)
     print(headline(o.out))
 
 
 def _augment_preview(o, ns) -> None:
-    from medssl.augment import preview
+    from medssl.commands import augment_preview  # lazy: --help stays fast
 
-    print(f"wrote {preview(o)}")
+    print(f"wrote {augment_preview.run(o)}")
 
 
 def _data(o, ns) -> None:
-    from medssl.data import data_command
+    from medssl.commands import data  # lazy: --help stays fast
 
-    data_command(o)
+    data.run(o)
 
 
 def _evaluate(o, ns) -> None:
-    from pathlib import Path
-
-    from medssl.evaluate import evaluate_run
+    from medssl.commands.evaluate import evaluate_run  # lazy: --help stays fast
 
     evaluate_run(
         o.run_dir,
@@ -160,19 +162,19 @@ def _evaluate(o, ns) -> None:
 
 
 def _predict(o, ns) -> None:
-    from medssl.predict import predict_run
+    from medssl.commands.predict import predict_run  # lazy: --help stays fast
 
     predict_run(o.run_dir, o.inputs, o.out, o.device)
 
 
 def _compare(o, ns) -> None:
-    from medssl.report import compare_table, load_runs
+    from medssl.commands import compare  # lazy: --help stays fast
 
-    print(compare_table(load_runs(o.runs), o.split, by_seed=not o.per_run))
+    print(compare.run(o))
 
 
 def _completion(o, ns) -> None:
-    import shtab
+    import shtab  # only for this command
 
     parser = build_parser()
     for sp in parser._subparsers._group_actions[0].choices.values():  # type: ignore[union-attr]
@@ -183,9 +185,22 @@ def _completion(o, ns) -> None:
 
 
 def _tune(o, ns) -> None:
-    from medssl.tune import tune
+    from medssl.commands.tune import tune  # lazy: --help stays fast
 
     print(tune(o, resume=ns.resume)["table_md"])
+
+
+def _resolve(o) -> None:
+    """--print-config shows what would run: the checks that need files first (the stem an
+    --init file brings, the positive class of a user's source)."""
+    if o.command == "train":
+        from medssl.commands.train import resolve  # lazy: --help stays fast
+
+        resolve(o)
+    elif o.command in ("probe", "study", "tune"):
+        from medssl.commands.lifecycle import positive_label  # lazy: --help stays fast
+
+        positive_label(o)
 
 
 HANDLERS = {
@@ -215,8 +230,6 @@ def main(argv: list[str] | None = None) -> int:
     Library warnings are held back and shown after a command that succeeds (at once with
     --debug), so that a refusal stays one line.
     """
-    import warnings
-
     os.environ.setdefault("LIGHTLY_DID_VERSION_CHECK", "True")
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--debug" in argv:
@@ -236,8 +249,7 @@ def _run(argv: list[str]) -> int:
         ns, opts = parse(argv)
         command = ns.command
         if getattr(ns, "print_config", False):
-            import yaml
-
+            _resolve(opts)
             print(yaml.safe_dump(opts.saved_config(), sort_keys=False), end="")
             return 0
         HANDLERS[command](opts, ns)
@@ -266,5 +278,18 @@ def _run(argv: list[str]) -> int:
         return 1
 
 
+def run() -> None:
+    """The `medssl` console command: `main`, then a fast exit. Tearing down torch's and
+    torchvision's modules takes 1-2 s of a short run (benchmarks/startup.py) and writes
+    nothing: every file is closed by then. MLflow (which flushes at exit) and torchrun
+    processes exit the ordinary way."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if "mlflow" in sys.modules or "WORLD_SIZE" in os.environ:
+        sys.exit(code)
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -23,9 +23,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from medssl.artifacts import atomic_path, write_jsonl
 from medssl.errors import MedsslError
-from medssl.rundir import load_resume
+from medssl.io.artifacts import atomic_path, read_jsonl, read_torch, short_error, write_jsonl
 
 # What every checkpoint holds besides the caller's `state()`.
 CHECKPOINT_KEYS = ("epoch", "history_len", "optimizer", "generator")
@@ -34,7 +33,7 @@ CHECKPOINT_KEYS = ("epoch", "history_len", "optimizer", "generator")
 def lr_factor(epoch: int, cfg: Any) -> float:
     """Multiplier of the peak LR at `epoch` (0-based): linear warm-up, then the schedule.
 
-    exp is finetuning-theory.md §8, eta_t = eta_0 gamma^t with t counted after warm-up;
+    exp is docs/math.md §8, eta_t = eta_0 gamma^t with t counted after warm-up;
     cosine goes from 1 to 0 over the post-warm-up epochs. `cfg` has warmup_epochs,
     lr_schedule, gamma and epochs.
     """
@@ -131,7 +130,8 @@ def run(loop: Loop, start: int, history: list[dict], tracker) -> list[dict]:
         if loop.write:
             tracker.scalars(epoch, loop.scalars(row))
             write_jsonl(loop.out / "history.jsonl", history)
-            save_checkpoint(loop, epoch, len(history))
+            if epoch < cfg.epochs - 1:  # after the last epoch the caller's finish marker follows;
+                save_checkpoint(loop, epoch, len(history))  # a kill before it redoes that epoch
         if loop.postfix is not None:
             bar.set_postfix(loop.postfix(row))
     bar.close()
@@ -172,7 +172,7 @@ def restore(
 ) -> dict | None:
     """Read out/last.pt (the caller's `keys` and CHECKPOINT_KEYS) and apply it: `load(state)`
     for the caller's modules, then optimizer and RNG states. Returns the state with its
-    `history`, or None without a checkpoint. Every mismatch is one line (rundir.load_resume)."""
+    `history`, or None without a checkpoint. Every mismatch is one line (`_load_checkpoint`)."""
 
     def apply(state: dict) -> None:
         load(state)
@@ -181,4 +181,48 @@ def restore(
         if "torch_rng" in state:  # absent in pretrain checkpoints of medssl 0.1.0
             torch.set_rng_state(state["torch_rng"].cpu())
 
-    return load_resume(out, CHECKPOINT_KEYS + keys, apply, log, ("epoch", "lr", *row_keys))
+    return _load_checkpoint(out, CHECKPOINT_KEYS + keys, apply, log, ("epoch", "lr", *row_keys))
+
+
+def _load_checkpoint(
+    out: Path, require: tuple[str, ...], restore, log, row_keys: tuple[str, ...] = ()
+) -> dict | None:
+    """Read `out/last.pt` and its history and apply them with `restore(state)`, turning every
+    mismatch (a corrupt, truncated or foreign checkpoint, a broken history.jsonl) into one line.
+    Returns the state with `history` (the rows up to the checkpoint), or None without a
+    checkpoint (a run interrupted in its first epoch starts again from epoch 0)."""
+    ckpt = out / "last.pt"
+    if not ckpt.is_file():
+        log(f"--resume: no checkpoint in {out} yet; starting from epoch 0")
+        return None
+    state = read_torch(ckpt, require, "resume checkpoint")
+    epoch, n_rows = state["epoch"], state.get("history_len", 0)
+    if not (isinstance(epoch, int) and epoch >= 0 and isinstance(n_rows, int) and n_rows >= 0):
+        raise MedsslError(f"{ckpt}: epoch {epoch!r} / history length {n_rows!r} are not counts")
+    history = read_jsonl(out / "history.jsonl", "history") if n_rows else []
+    if len(history) < n_rows:
+        raise MedsslError(
+            f"{out}/history.jsonl: {len(history)} rows, the checkpoint needs {n_rows}"
+        )
+    for i, row in enumerate(history[:n_rows]):
+        bad = [k for k in row_keys if not _number(row.get(k))]
+        if bad or row.get("epoch") != i:
+            raise MedsslError(
+                f"{out}/history.jsonl:{i + 1}: not a history row of epoch {i} (missing or not "
+                f"finite numbers: {bad or ['epoch']})"
+            )
+    try:
+        restore(state)
+    except MedsslError:
+        raise
+    except Exception as exc:  # load_state_dict / set_state on foreign tensors
+        raise MedsslError(
+            f"{ckpt}: does not fit this run ({short_error(exc)}); choose another --out (a new or "
+            "empty folder)"
+        ) from None
+    return state | {"history": history[:n_rows]}
+
+
+def _number(x) -> bool:
+    """A finite int or float (history rows of a healthy run hold nothing else)."""
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)

@@ -1,5 +1,5 @@
-"""Training objectives: single-logit BCE and class-weighted BCE (finetuning-theory.md §2, §5),
-the NT-Xent contrastive loss (contrastive-ssl-theory.md §4), and the self-supervised losses
+"""Training objectives: single-logit BCE and class-weighted BCE (docs/math.md §2, §5),
+the NT-Xent contrastive loss (docs/math.md §14), and the self-supervised losses
 InfoNCE against a queue (MoCo), negative cosine (BYOL / SimSiam), Barlow Twins, VICReg and DINO
 (with its centre update `dino_center`), each as in its paper's official code."""
 
@@ -14,9 +14,10 @@ from medssl.errors import MedsslError
 
 
 def bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Empirical BCE risk L = -(1/N) sum [y log s(z) + (1-y) log(1-s(z))] (§2).
+    """Empirical BCE risk L = -(1/N) sum [y log s(z) + (1-y) log(1-s(z))] (docs/math.md §2).
 
-    Computed from logits in the numerically stable form; d(loss)/dz_i = (s(z_i) - y_i) / N (§3).
+    Computed from logits in the numerically stable form; d(loss)/dz_i = (s(z_i) - y_i) / N
+    (docs/math.md §3).
 
     Args:
         logits: (N,) real logits z.
@@ -26,7 +27,7 @@ def bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def class_weights(targets: torch.Tensor, normalize: bool = True) -> tuple[float, float]:
-    """(w0, w1) inversely proportional to class frequency: w_c ∝ 1/N_c (§5).
+    """(w0, w1) inversely proportional to class frequency: w_c ∝ 1/N_c (docs/math.md §5.1).
 
     With ``normalize=False`` these are exactly w0 = 1/N0, w1 = 1/N1. With ``normalize=True``
     (medssl's default) both are multiplied by N/2, i.e. w_c = N / (2 N_c): the ratio w1/w0 =
@@ -44,7 +45,8 @@ def class_weights(targets: torch.Tensor, normalize: bool = True) -> tuple[float,
 
 
 def weighted_bce(logits: torch.Tensor, targets: torch.Tensor, w0: float, w1: float) -> torch.Tensor:
-    """L_w = (1/N) sum -(w1 y log s(z) + w0 (1-y) log(1-s(z))) (§5), per-sample weights by class.
+    """L_w = (1/N) sum -(w1 y log s(z) + w0 (1-y) log(1-s(z))) (docs/math.md §5.1), per-sample
+    weights by class.
 
     Args:
         logits: (N,) logits z.
@@ -57,7 +59,7 @@ def weighted_bce(logits: torch.Tensor, targets: torch.Tensor, w0: float, w1: flo
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
-    """Symmetric NT-Xent over the 2B views (contrastive-ssl-theory.md §4, eq. (1)-(2)).
+    """Symmetric NT-Xent over the 2B views (docs/math.md §14, eq. (1)-(2)).
 
     Z = [normalise(z1); normalise(z2)] (2B, k); S = Z Z^T; the positive of row k is p(k) = k ± B;
     l(k) = -log exp(S_k,p(k)/tau) / sum_{m != k} exp(S_km/tau); the loss is the mean over all 2B

@@ -1,7 +1,7 @@
 """ResNet-18 encoder for 1-channel small images, linear head, and weight loading.
 
-Vocabulary follows timm: `forward_features` gives the pooled feature h (finetuning-theory.md
-§7, h = h_phi(x) in R^512), `forward_head` the logit z = w^T h + b, `num_features` = 512.
+Vocabulary follows timm: `forward_features` gives the pooled feature h (docs/math.md §1,
+§7: h = h_phi(x) in R^512), `forward_head` the logit z = w^T h + b, `num_features` = 512.
 
 Stems (the first layers, which decide the spatial size the residual stages see):
 - ``imagenet``: 7x7 conv stride 2 + 3x3 max-pool (torchvision's), 28 px -> 7x7 in layer1.
@@ -12,16 +12,19 @@ Stems (the first layers, which decide the spatial size the residual stages see):
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
+from safetensors.torch import save_file
 
-from medssl.artifacts import read_safetensors, reading, write_text
+from medssl.catalog import STEMS
 from medssl.errors import MedsslError
-from medssl.options import STEMS
+from medssl.io.artifacts import atomic_path, read_safetensors, reading, write_text
 
 ARCH = "resnet18"
 # Grey input is normalised with the mean/std of ImageNet's three channels averaged, so that
@@ -108,7 +111,7 @@ class Encoder(nn.Module):
 
 
 class Classifier(nn.Module):
-    """Encoder + linear head producing ONE logit z (finetuning-theory.md §1, §7)."""
+    """Encoder + linear head producing ONE logit z (docs/math.md §1, §7)."""
 
     def __init__(self, stem: str = "imagenet", in_channels: int = 1) -> None:
         super().__init__()
@@ -145,7 +148,7 @@ class Classifier(nn.Module):
 
 
 class ProjectionHead(nn.Module):
-    """g_phi: MLP h (d) -> z (k), Linear-BN-ReLU between layers (contrastive-ssl-theory.md §2).
+    """g_phi: MLP h (d) -> z (k), Linear-BN-ReLU between layers (docs/math.md §12).
 
     `dims` = (d, hidden..., k), default (512, 512, 128) as in SimCLR. The other methods' heads
     vary it: `batchnorm=False` (MoCo v2's Linear-ReLU-Linear), `last_bn` (SimSiam's projector
@@ -195,10 +198,6 @@ def metadata(kind: str, model: Encoder, **extra: str) -> dict[str, str]:
 
 def save_model(module: nn.Module, path: Path, meta: dict[str, str]) -> None:
     """Write weights as safetensors with `meta` in the header (and a .json copy), atomically."""
-    from safetensors.torch import save_file
-
-    from medssl.artifacts import atomic_path
-
     state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=meta)
@@ -216,6 +215,7 @@ def read_model(
     state, meta = read_safetensors(path)
     if meta.get("format") != "medssl":
         raise MedsslError(f"{path}: safetensors file without medssl metadata")
+    _check_metadata(path, meta)
     kinds = (kind,) if isinstance(kind, str) else kind
     if kinds and meta.get("kind") not in kinds:
         raise MedsslError(
@@ -229,6 +229,31 @@ def read_model(
                 f"(a file of another run?)"
             )
     return state, meta
+
+
+def _check_metadata(path: Path | str, meta: dict[str, str]) -> None:
+    """The header of a medssl file, field by field: a damaged or hand-edited one is refused in
+    one line rather than building a model it does not describe."""
+    bad = []
+    if not re.fullmatch(r"[a-z][a-z_]*", meta.get("kind", "")):  # encoder, classifier, a head
+        bad.append("kind")
+    if meta.get("arch") != ARCH:
+        bad.append("arch")
+    if meta.get("stem") not in STEMS:
+        bad.append("stem")
+    if meta.get("in_channels", "1") != "1":
+        bad.append("in_channels")
+    if meta.get("positive_label", "0") not in ("0", "1"):
+        bad.append("positive_label")
+    for key, kind in (("epoch", int), ("val_auroc", float)):
+        try:
+            if key in meta and not math.isfinite(kind(meta[key])):
+                bad.append(key)
+        except ValueError:
+            bad.append(key)
+    if bad:
+        shown = {k: meta.get(k) for k in bad}
+        raise MedsslError(f"{path}: damaged medssl metadata {shown}; not a file medssl wrote")
 
 
 def load_state(

@@ -7,8 +7,13 @@ from YAML files go through the same validation: pydantic v2 in lax mode (so `"3"
 int, `1e-3` a float) with three refusals on top: no booleans where numbers are expected, no
 fractional numbers for integers, no NaN or infinity. Why pydantic: docs/design.md.
 
-This module imports no torch: `medssl --help` stays fast. Checks that need the data registry,
-the augmentation presets or model files import them when an options object is built.
+Declarations only: each value is checked on its own or against the vocabulary of
+`medssl.catalog` (dataset names, presets, methods, the tune space), and defaults that depend on
+another option (a dataset's recipe, a method's recipe, a modality's preset) are filled from the
+catalog. Checks that need the data or model files (the positive class of a user's source, the
+stem an `--init` file brings) belong to the commands (`medssl.commands.*.resolve`). This module
+imports no torch and no other medssl module than `catalog` and `errors`: `medssl --help` stays
+fast and nothing below it can import it back.
 """
 
 from __future__ import annotations
@@ -26,17 +31,18 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from medssl import catalog
+from medssl.catalog import METHOD_NAMES, SIZES, TUNE_RANGES, TUNE_SPACE, AugmentConfig
 from medssl.errors import MedsslError
 
-DATASETS = ("breastmnist", "pneumoniamnist")
-SIZES = (28, 64, 128, 224)
-STEMS = ("imagenet", "cifar", "compact")
-PRESETS = ("none", "light", "simclr-xray", "simclr-ultrasound")
+DATASETS = tuple(catalog.DATASETS)
 
 
 def opt(default: Any, help: str, *, shown: str | None = None, **kw: Any) -> Any:
@@ -59,14 +65,11 @@ def _comma_list(value: Any) -> Any:
     return value
 
 
-METHODS = ("simclr", "moco", "byol", "simsiam", "barlow", "vicreg", "dino")
-
-
 def _methods(value: Any) -> Any:
     """'all' -> every method; 'simclr,byol' -> a list; duplicates dropped, order kept."""
     items = _comma_list(value)
     if items == ["all"]:
-        return list(METHODS)
+        return list(METHOD_NAMES)
     return list(dict.fromkeys(items)) if isinstance(items, list) else items
 
 
@@ -152,7 +155,7 @@ Dataset = Annotated[
     str,
     Field(
         description="`breastmnist` \\| `pneumoniamnist` \\| your data: a folder, .csv or .npz "
-        "(docs/data.md)"
+        "(docs/own-data.md)"
     ),
     AfterValidator(_dataset),
 ]
@@ -184,7 +187,7 @@ Precision = Annotated[
     Literal["auto", "fp32", "bf16"],
     Field(description="`auto` (bf16 where the hardware has it) \\| `fp32` \\| `bf16`"),
 ]
-Stem = Annotated[Literal["imagenet", "cifar", "compact"], Field(description="ResNet-18 stem")]
+Stem = Annotated[Literal[catalog.STEMS], Field(description="ResNet-18 stem")]
 Schedule = Annotated[
     Literal["cosine", "exp", "constant"],
     Field(description="`cosine` \\| `exp` \\| `constant` (per epoch, after warm-up)"),
@@ -339,6 +342,26 @@ def _check_file_option(value: str, name: str, keywords: tuple[str, ...]) -> None
         raise MedsslError(f"--{name} {value}: no such file (or use {' / '.join(keywords)})")
 
 
+def augment_config(name: str, overrides: dict | None = None) -> AugmentConfig:
+    """A named preset (`medssl.catalog.PRESETS`) with some of its fields replaced, each override
+    checked against the field's type (pydantic, as every option) and range (unknown fields are a
+    clear error)."""
+    overrides = {} if overrides is None else overrides
+    if not isinstance(overrides, dict):
+        raise MedsslError(f"augment_overrides must be a mapping of fields, got {overrides!r}")
+    known = catalog.field_names()
+    unknown = sorted(str(k) for k in overrides if k not in known)
+    if unknown:
+        raise MedsslError(f"unknown augment_overrides {unknown}; known: {sorted(known)}")
+    try:
+        return TypeAdapter(AugmentConfig).validate_python(
+            catalog.preset(name).to_dict() | overrides
+        )
+    except ValidationError as exc:
+        msg = validation_message(exc, "augment", lambda k: f"augment_overrides.{k}")
+        raise MedsslError(msg) from None
+
+
 # ---- the commands ----
 
 
@@ -442,28 +465,21 @@ class TrainConfig(Options):
     tensorboard: Tensorboard = True
     mlflow: Mlflow = None
 
+    _stem_from_init: bool = PrivateAttr(False)
+
     @model_validator(mode="after")
     def _resolve(self) -> TrainConfig:
-        from medssl import data as D
-
-        d = D.dataset_info(self.dataset)
-        D.resolve_positive(d, self.positive_class)
         _check_file_option(self.init, "init", ("scratch", "imagenet"))
-        stem_unset = self.stem is None
-        for key, value in d.recipe.items():  # the dataset's recipe fills what is unset
+        # an `--init` encoder file brings its own stem: commands.train.resolve reads it
+        self._stem_from_init = self.stem is None and self.init.endswith(".safetensors")
+        for key, value in catalog.recipe(self.dataset).items():  # the recipe fills what is unset
             if getattr(self, key) is None or key not in self.model_fields_set:
                 setattr(self, key, value)
-        if stem_unset and self.init.endswith(".safetensors") and Path(self.init).is_file():
-            from medssl.models import read_model  # an encoder file brings its own stem
-
-            self.stem = read_model(self.init)[1].get("stem", self.stem)
         self.augment_config()  # validates preset and overrides
         return self
 
-    def augment_config(self):
-        from medssl.augment import resolve
-
-        return resolve(self.augment, self.augment_overrides)
+    def augment_config(self) -> AugmentConfig:
+        return augment_config(self.augment, self.augment_overrides)
 
 
 class PretrainConfig(Options):
@@ -490,7 +506,7 @@ class PretrainConfig(Options):
         "the kNN monitor still uses the dataset's labels",
         shown="the dataset's train split",
     )
-    method: Literal["simclr", "moco", "byol", "simsiam", "barlow", "vicreg", "dino"] = opt(
+    method: Literal[METHOD_NAMES] = opt(
         "simclr",
         "`simclr` \\| `moco` (v2) \\| `byol` \\| `simsiam` \\| `barlow` (Barlow Twins) "
         "\\| `vicreg` \\| `dino`; each method's recipe: docs/methods.md",
@@ -579,16 +595,10 @@ class PretrainConfig(Options):
 
     @model_validator(mode="after")
     def _resolve(self) -> PretrainConfig:
-        from importlib import import_module
-
-        from medssl import data as D
-        from medssl.augment import MODALITY_PRESETS
-
         if self.augment is None:
-            self.augment = MODALITY_PRESETS[D.dataset_info(self.dataset).modality]
+            self.augment = catalog.MODALITY_PRESETS[catalog.modality(self.dataset)]
         self.augment_config()
-        recipe = import_module(f"medssl.methods.{self.method}").DEFAULTS
-        for key, value in recipe.items():  # the method's recipe fills what is unset
+        for key, value in catalog.METHODS[self.method].recipe.items():  # fills what is unset
             if getattr(self, key) is None:
                 setattr(self, key, value)
         return self
@@ -596,10 +606,8 @@ class PretrainConfig(Options):
     def projection_dims(self) -> tuple[int, ...]:
         return tuple(self.proj_dims)
 
-    def augment_config(self):
-        from medssl.augment import resolve
-
-        return resolve(self.augment, self.augment_overrides)
+    def augment_config(self) -> AugmentConfig:
+        return augment_config(self.augment, self.augment_overrides)
 
 
 def _finite_positive(values: list[float]) -> list[float]:
@@ -663,9 +671,6 @@ class ProbeConfig(Options):
 
     @model_validator(mode="after")
     def _check(self) -> ProbeConfig:
-        from medssl import data as D
-
-        D.resolve_positive(D.dataset_info(self.dataset), self.positive_class)
         _check_file_option(self.encoder, "encoder", ("random", "imagenet"))
         return self
 
@@ -699,7 +704,7 @@ class StudyConfig(Options):
         "quick", "`quick` \\| `standard` \\| `full` \\| `smoke` (see the budgets below)"
     )
     methods: Annotated[
-        list[Literal["simclr", "moco", "byol", "simsiam", "barlow", "vicreg", "dino"]],
+        list[Literal[METHOD_NAMES]],
         BeforeValidator(_methods),
         Field(min_length=1),
     ] = opt(
@@ -719,13 +724,6 @@ class StudyConfig(Options):
     mlflow: Mlflow = None
     progress: Progress = True
 
-    @model_validator(mode="after")
-    def _check(self) -> StudyConfig:
-        from medssl import data as D
-
-        D.resolve_positive(D.dataset_info(self.dataset), self.positive_class)
-        return self
-
 
 def _space(value: Any) -> Any:
     """'stem=imagenet,compact; lr=1e-3,1e-2' -> {'stem': ['imagenet', 'compact'], 'lr': [...]}."""
@@ -744,14 +742,12 @@ def _space(value: Any) -> Any:
 
 def _check_space(space: dict[str, list] | None) -> dict[str, list] | None:
     """Each key a searched recipe field; choices from its own list; rates: one or two bounds."""
-    from medssl.tune import RANGES, SPACE
-
     for key, values in (space or {}).items():
-        if key not in SPACE:
-            raise ValueError(f"{key!r} is not searched; keys: {', '.join(SPACE)}")
+        if key not in TUNE_SPACE:
+            raise ValueError(f"{key!r} is not searched; keys: {', '.join(TUNE_SPACE)}")
         if not values:
             raise ValueError(f"{key}: give at least one value")
-        if key in RANGES:
+        if key in TUNE_RANGES:
             try:
                 bounds = sorted(float(v) for v in values)
             except (TypeError, ValueError):
@@ -760,7 +756,7 @@ def _check_space(space: dict[str, list] | None) -> dict[str, list] | None:
                 raise ValueError(f"{key}: one value or two bounds in (0, 10], got {values}")
             space[key] = bounds
             continue
-        kind = type(SPACE[key][0])
+        kind = type(TUNE_SPACE[key][0])
         try:
             chosen = {kind(v) for v in values}
         except (TypeError, ValueError):
@@ -770,9 +766,9 @@ def _check_space(space: dict[str, list] | None) -> dict[str, list] | None:
                 raise ValueError("epochs must be >= 1")
             space[key] = sorted(chosen)
             continue
-        if not chosen <= set(SPACE[key]):
-            raise ValueError(f"{key}: choose from {', '.join(map(str, SPACE[key]))}")
-        space[key] = [v for v in SPACE[key] if v in chosen]
+        if not chosen <= set(TUNE_SPACE[key]):
+            raise ValueError(f"{key}: choose from {', '.join(map(str, TUNE_SPACE[key]))}")
+        space[key] = [v for v in TUNE_SPACE[key] if v in chosen]
     return space
 
 
@@ -819,9 +815,6 @@ class TuneConfig(Options):
 
     @model_validator(mode="after")
     def _check(self) -> TuneConfig:
-        from medssl import data as D
-
-        D.resolve_positive(D.dataset_info(self.dataset), self.positive_class)
         epochs = (self.space or {}).get("epochs")
         if epochs and min(epochs) > self.max_epochs:
             raise ValueError(f"--space epochs: none of {epochs} is <= --max-epochs")
@@ -850,12 +843,9 @@ class AugmentPreviewConfig(Options):
 
     @model_validator(mode="after")
     def _check(self) -> AugmentPreviewConfig:
-        from medssl import data as D
-        from medssl.augment import MODALITY_PRESETS, preset
-
         if self.augment is None:
-            self.augment = MODALITY_PRESETS[D.dataset_info(self.dataset).modality]
-        preset(self.augment)
+            self.augment = catalog.MODALITY_PRESETS[catalog.modality(self.dataset)]
+        catalog.preset(self.augment)
         return self
 
 

@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
+from PIL import Image
 
 from medssl import metrics
+from medssl.io.artifacts import atomic_path
 
 __all__ = [
     "plot_augmentation_grid",
@@ -34,8 +36,6 @@ DPI = 120
 def _save(fig: Figure, path: str | os.PathLike[str], maker: str = "medssl") -> Path:
     """Write ``fig`` as PNG via a temporary file and an atomic rename; return the path. The
     PNG's Software field names its maker, so a command can tell its own files (`written_by`)."""
-    from medssl.artifacts import atomic_path
-
     path = Path(path)
     try:
         with atomic_path(path) as tmp:
@@ -49,8 +49,6 @@ def written_by(maker: str):
     """A test of whether an existing PNG was written by `medssl {maker}`."""
 
     def test(path: Path) -> bool:
-        from PIL import Image
-
         try:
             with Image.open(path) as img:
                 return img.format == "PNG" and img.info.get("Software") == f"medssl {maker}"
@@ -127,30 +125,7 @@ def plot_learning_curves(
         ax.legend()
 
     if has_auroc:
-        ax = axes.pop(0)
-        ok = np.isfinite(val_auroc)
-        first, second = curve_labels or (None, None)
-        ax.plot(epoch[ok], val_auroc[ok], marker="o", markersize=3, color="C1", label=first)
-        ok2 = np.isfinite(val_auroc_2)
-        if second and ok2.any():
-            ax.plot(
-                epoch[ok2], val_auroc_2[ok2], marker="s", markersize=3, color="C4", label=second
-            )
-        best = int(np.nanargmax(val_auroc))  # first maximum, as in "best by strict improvement"
-        ax.axvline(epoch[best], color="0.6", linestyle="--", linewidth=1)
-        ax.plot(
-            epoch[best],
-            val_auroc[best],
-            marker="*",
-            markersize=12,
-            color="C3",
-            linestyle="none",
-            label=f"best: epoch {epoch[best]:g}, AUROC {val_auroc[best]:.4f}",
-        )
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(auroc_label)
-        ax.set_title(auroc_label)
-        ax.legend(loc="lower right")
+        _auroc_panel(axes.pop(0), epoch, val_auroc, val_auroc_2, auroc_label, curve_labels)
 
     if has_lr:
         ax = axes.pop(0)
@@ -163,6 +138,31 @@ def plot_learning_curves(
         ax.set_title("learning rate")
 
     return _save(fig, path)
+
+
+def _auroc_panel(ax, epoch, val_auroc, val_auroc_2, label: str, curve_labels) -> None:
+    """Validation AUROC against epoch (and a second curve), the best epoch marked."""
+    ok = np.isfinite(val_auroc)
+    first, second = curve_labels or (None, None)
+    ax.plot(epoch[ok], val_auroc[ok], marker="o", markersize=3, color="C1", label=first)
+    ok2 = np.isfinite(val_auroc_2)
+    if second and ok2.any():
+        ax.plot(epoch[ok2], val_auroc_2[ok2], marker="s", markersize=3, color="C4", label=second)
+    best = int(np.nanargmax(val_auroc))  # first maximum, as in "best by strict improvement"
+    ax.axvline(epoch[best], color="0.6", linestyle="--", linewidth=1)
+    ax.plot(
+        epoch[best],
+        val_auroc[best],
+        marker="*",
+        markersize=12,
+        color="C3",
+        linestyle="none",
+        label=f"best: epoch {epoch[best]:g}, AUROC {val_auroc[best]:.4f}",
+    )
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(label)
+    ax.set_title(label)
+    ax.legend(loc="lower right")
 
 
 def plot_pretrain_curves(

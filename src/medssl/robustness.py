@@ -12,6 +12,7 @@ import io
 
 import numpy as np
 import torch
+from PIL import Image
 
 from medssl.augment import _gaussian_blur, apply_affine
 from medssl.calibration import sigmoid
@@ -52,8 +53,6 @@ def _crop_resize(x: torch.Tensor, area: float, seed: int) -> torch.Tensor:
 
 def _jpeg(x: torch.Tensor, quality: float, seed: int) -> torch.Tensor:
     """JPEG round trip through Pillow (a per-image loop: evaluation only, not a hot path)."""
-    from PIL import Image
-
     out = []
     for img in (x[:, 0].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy():
         buf = io.BytesIO()

@@ -9,9 +9,19 @@ from __future__ import annotations
 import contextlib
 
 import torch
+import torch.nn.functional as F
 
-from medssl.augment import to_float
 from medssl.errors import MedsslError
+
+
+def to_float(images: torch.Tensor, size: int | None = None) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> float32 in [0, 1], optionally resized on the device to `size`."""
+    x = images.float().div_(255.0)
+    if size is not None and size != x.shape[-1]:
+        x = F.interpolate(
+            x, size=(size, size), mode="bilinear", align_corners=False, antialias=size < x.shape[-1]
+        )
+    return x
 
 
 def resolve_device(name: str) -> torch.device:

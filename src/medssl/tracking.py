@@ -8,6 +8,7 @@ the events logged after its checkpoint (TensorBoard's purge_step), so curves nev
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from collections.abc import Mapping
@@ -44,8 +45,6 @@ def check_tracking(mlflow: str | None, out: Path | None = None) -> None:
             f"{out}/tensorboard is not a folder; {out} is damaged; choose another --out"
         )
     if mlflow:
-        import importlib.util
-
         if importlib.util.find_spec("mlflow") is None:
             raise MedsslError(
                 "--mlflow needs MLflow: pip install 'medssl[mlflow]' (or mlflow-skinny)"
@@ -67,7 +66,7 @@ class Tracker:
         self.writer = None
         self.mlflow = None
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # ~1 s: only with events on
 
             if not start_step:  # a run starting over: events of an earlier attempt would mix in
                 shutil.rmtree(Path(out) / "tensorboard", ignore_errors=True)
@@ -79,7 +78,7 @@ class Tracker:
             self.writer.add_text("config", _yaml_block(config), 0)
         if mlflow:
             try:
-                import mlflow as mlf
+                import mlflow as mlf  # optional dependency (medssl[mlflow])
             except ImportError:
                 raise MedsslError(
                     "--mlflow needs MLflow: pip install 'medssl[mlflow]' (or mlflow-skinny)"
@@ -110,8 +109,8 @@ class Tracker:
     def images(self, tag: str, batch: np.ndarray, step: int = 0) -> None:
         """A batch of grey images (N, H, W) in [0, 1] as one TensorBoard image grid."""
         if self.writer is not None:
-            import torch
-            from torchvision.utils import make_grid
+            import torch  # with events on only, as make_grid's torchvision below
+            from torchvision.utils import make_grid  # torchvision.utils: seconds to import
 
             x = torch.as_tensor(np.clip(batch, 0, 1), dtype=torch.float32)[:, None]
             self.writer.add_image(tag, make_grid(x, nrow=8, padding=1, pad_value=1.0), step)
@@ -119,7 +118,7 @@ class Tracker:
     def figure(self, tag: str, png: Path, step: int = 0) -> None:
         """A saved PNG figure: an image in TensorBoard, an artifact in MLflow."""
         if self.writer is not None:
-            from PIL import Image
+            from PIL import Image  # with events on only
 
             rgb = np.asarray(Image.open(png).convert("RGB"))
             self.writer.add_image(tag, rgb, step, dataformats="HWC")
@@ -147,7 +146,9 @@ def _yaml_block(config: Mapping) -> str:
 
 def read_scalars(run_dir: str | os.PathLike[str]) -> dict[str, list[tuple[int, float]]]:
     """Scalars of a run's TensorBoard events, read with TensorBoard's own EventAccumulator."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.backend.event_processing.event_accumulator import (  # tests and reports
+        EventAccumulator,
+    )
 
     acc = EventAccumulator(str(Path(run_dir) / "tensorboard"), size_guidance={"scalars": 0})
     acc.Reload()

@@ -13,10 +13,9 @@ import torch
 from torch import nn
 
 from medssl.losses import barlow_twins
-from medssl.methods import gather
+from medssl.methods.common import gather
 from medssl.models import Encoder, ProjectionHead
 
-DEFAULTS = {"lr": 2e-3, "weight_decay": 1e-4, "proj_dims": [512, 1024, 1024, 1024]}
 LAMBD = 5e-3
 
 

@@ -16,10 +16,8 @@ import torch
 from torch import nn
 
 from medssl.losses import negative_cosine
-from medssl.methods import cosine_momentum, ema_copy, ema_update
+from medssl.methods.common import cosine_momentum, ema_copy, ema_update
 from medssl.models import Encoder, ProjectionHead
-
-DEFAULTS = {"lr": 2e-3, "weight_decay": 1e-4, "proj_dims": [512, 1024, 256], "momentum": 0.99}
 
 
 class BYOL(nn.Module):

@@ -19,16 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from medssl.losses import dino, dino_center
-from medssl.methods import cosine_momentum, ema_copy, ema_update
+from medssl.methods.common import cosine_momentum, ema_copy, ema_update
 from medssl.models import Encoder, ProjectionHead
 
-DEFAULTS = {
-    "lr": 5e-4,
-    "weight_decay": 0.04,
-    "proj_dims": [512, 1024, 1024, 256],
-    "temperature": 0.1,
-    "momentum": 0.996,
-}
 PROTOTYPES = 2048
 TEACHER_TEMP = (0.04, 0.07, 0.3)  # start, end, fraction of training to warm up over
 CENTER_MOMENTUM = 0.9

@@ -18,17 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from medssl.losses import info_nce
-from medssl.methods import ema_copy, ema_update, gather
+from medssl.methods.common import ema_copy, ema_update, gather
 from medssl.models import Encoder, ProjectionHead
-
-DEFAULTS = {
-    "lr": 2e-3,
-    "weight_decay": 1e-4,
-    "proj_dims": [512, 512, 128],
-    "temperature": 0.2,
-    "momentum": 0.99,
-    "queue_size": 4096,
-}
 
 
 class MoCo(nn.Module):

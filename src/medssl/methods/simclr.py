@@ -1,4 +1,4 @@
-"""SimCLR (Chen et al. 2020; contrastive-ssl-theory.md): encoder f, projection MLP g, NT-Xent.
+"""SimCLR (Chen et al. 2020; docs/math.md §11-§14): encoder f, projection MLP g, NT-Xent.
 
 Recipe for 28 px grey images: projection 512-512-128 (Linear-BN-ReLU-Linear), tau 0.2, both
 views through the encoder in one forward pass (BatchNorm statistics over the 2B views). Under
@@ -11,10 +11,8 @@ import torch
 from torch import nn
 
 from medssl.losses import nt_xent
-from medssl.methods import gather
+from medssl.methods.common import gather
 from medssl.models import Encoder, ProjectionHead
-
-DEFAULTS = {"lr": 2e-3, "weight_decay": 1e-4, "proj_dims": [512, 512, 128], "temperature": 0.2}
 
 
 def distributed_nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -14,8 +14,6 @@ from torch import nn
 from medssl.losses import negative_cosine
 from medssl.models import Encoder, ProjectionHead
 
-DEFAULTS = {"lr": 2e-3, "weight_decay": 1e-4, "proj_dims": [512, 512, 512]}
-
 
 class SimSiam(nn.Module):
     """Encoder, projector (ends with BatchNorm) and bottleneck predictor."""

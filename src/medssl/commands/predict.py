@@ -11,6 +11,7 @@ its operating points. Everything there was fitted on validation: predict applies
 
 from __future__ import annotations
 
+import zipfile
 from collections import Counter
 from pathlib import Path
 
@@ -18,9 +19,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from medssl.artifacts import read_arrays, read_image, write_csv
+from medssl import data as D
+from medssl.calibration import sigmoid
+from medssl.commands.evaluate import load_classifier_run, read_evaluation
 from medssl.errors import MedsslError
-from medssl.rundir import check_output_file
+from medssl.io.artifacts import read_arrays, read_image, reading, write_csv
+from medssl.io.rundir import check_output_file
+from medssl.runtime import predict_logits, resolve_device
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 HEADER = b"source,index,logit,probability"  # the CSV predict writes starts so
@@ -60,10 +65,6 @@ def _array_images(path: Path, key: str | None) -> np.ndarray:
 
 
 def _npz_keys(path: Path) -> list[str]:
-    import zipfile
-
-    from medssl.artifacts import reading
-
     with reading(path, "NumPy .npz file"), zipfile.ZipFile(path) as z:
         return [n.removesuffix(".npy") for n in z.namelist()]
 
@@ -133,11 +134,6 @@ def predict_run(
     The run, its evaluation.json (if any), every input and the output path are checked before
     the CSV is written; `out` is a new file or a CSV predict wrote before, never another file.
     """
-    from medssl import data as D
-    from medssl.calibration import sigmoid
-    from medssl.evaluate import load_classifier_run, read_evaluation
-    from medssl.runtime import predict_logits, resolve_device
-
     out = check_output_file(out, _ours, "predictions CSV")
     run = load_classifier_run(run_dir, "predict")
     cfg = run.cfg

@@ -103,7 +103,7 @@ def write_csv(path: Path | str, rows: list[dict]) -> None:
 # ---- reading ----
 
 
-def _short(exc: BaseException) -> str:
+def short_error(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 160 else text[:157] + "..."
 
@@ -126,7 +126,7 @@ def reading(path: Path | str, what: str) -> Iterator[None]:
     except MemoryError:
         raise MedsslError(f"{path}: {what} is too large to read") from None
     except Exception as exc:  # every parser has its own exception types; all mean "bad file"
-        raise MedsslError(f"{path}: not a readable {what} ({_short(exc)})") from None
+        raise MedsslError(f"{path}: not a readable {what} ({short_error(exc)})") from None
 
 
 def read_text(path: Path | str, what: str = "text file") -> str:
@@ -161,7 +161,8 @@ def read_yaml(path: Path | str, what: str = "YAML file") -> dict:
     try:
         data = yaml.load(text, Loader=_SafeUniqueLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
-        raise MedsslError(f"{path}: cannot read YAML ({_short(exc).split(' in ')[0]})") from None
+        short = short_error(exc).split(" in ")[0]
+        raise MedsslError(f"{path}: cannot read YAML ({short})") from None
     if data is None:
         data = {}
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
@@ -228,7 +229,7 @@ def read_csv(path: Path | str, columns: dict[str, type], what: str = "CSV file")
 
 def read_safetensors(path: Path | str, what: str = "model file") -> tuple[dict, dict[str, str]]:
     """(tensors, metadata) of a safetensors file; never unpickles."""
-    from safetensors.torch import load_file, safe_open
+    from safetensors.torch import load_file, safe_open  # torch: not for option parsing
 
     path = Path(path)
     if not path.is_file():
@@ -243,7 +244,7 @@ def read_safetensors(path: Path | str, what: str = "model file") -> tuple[dict, 
 def read_torch(path: Path | str, require: tuple[str, ...], what: str = "checkpoint") -> dict:
     """A dict saved by torch.save, loaded with weights_only=True (a pickle payload is refused
     without running), holding the keys `require`."""
-    import torch
+    import torch  # the CLI reads --config through this module: parsing stays torch-free
 
     with reading(path, what), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch warns about pickle protocols before refusing
@@ -254,7 +255,7 @@ def read_torch(path: Path | str, require: tuple[str, ...], what: str = "checkpoi
 def read_arrays(path: Path | str, keys: tuple[str, ...] | None = None, what: str = "NumPy file"):
     """{key: array} of a .npz (the `keys` given, all if None) or {'': array} of a .npy file;
     object arrays are refused (they would need unpickling)."""
-    import numpy as np
+    import numpy as np  # not needed to parse options
 
     path = Path(path)
     with reading(path, what):
@@ -271,7 +272,7 @@ def read_arrays(path: Path | str, keys: tuple[str, ...] | None = None, what: str
 def read_image(path: Path | str, mode: str):
     """An image file decoded and converted to PIL `mode` ('L' or 'RGB'), with its pixel count
     checked against MAX_IMAGE_PIXELS before any pixel is decoded."""
-    from PIL import Image
+    from PIL import Image  # not needed to parse options
 
     with reading(path, "image"), warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)  # a refusal, not a warning

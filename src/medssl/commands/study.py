@@ -19,15 +19,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.numpy import load_file
 from tqdm.auto import tqdm
 
 from medssl import data as D
-from medssl.artifacts import read_csv, read_json, write_json
+from medssl.catalog import METHOD_TITLES
+from medssl.commands import pretrain, probe, train
+from medssl.commands.evaluate import evaluate_run
+from medssl.commands.lifecycle import open_run, positive_label, start
+from medssl.data import pools
+from medssl.data.sources import list_source
 from medssl.errors import MedsslError
-from medssl.methods import NAMES
-from medssl.options import StudyConfig
-from medssl.report import read_metrics
-from medssl.rundir import MARKERS, claim, open_run
+from medssl.io.artifacts import read_csv, read_json, write_json
+from medssl.io.records import read_metrics, read_result
+from medssl.io.rundir import MARKERS, claim
+from medssl.options import PretrainConfig, ProbeConfig, StudyConfig, TrainConfig
+from medssl.report.study import write_reports
+from medssl.runtime import resolve_device
 
 # Budgets: epochs, seeds and label fractions. quick finishes in minutes on a 2-core CPU
 # (ImageNet stem everywhere); standard uses each dataset's default supervised recipe.
@@ -90,8 +98,6 @@ def _epochs(table: dict[str, int], dataset: str) -> int | None:
     steps (its epochs x 546 / N images, at least 1, at most BreastMNIST's epochs)."""
     if dataset in D.DATASETS or "breastmnist" not in table:
         return table.get(dataset)
-    from medssl.sources import list_source
-
     n = len(list_source(dataset).labels["train"])
     return max(1, min(table["breastmnist"], round(table["breastmnist"] * 546 / n)))
 
@@ -146,8 +152,6 @@ def _finished(step: Step, out: Path) -> bool:
 
 def _step_configs(out: Path, steps: list[Step]) -> list:
     """Each step's validated options (bad ones fail here, before the study writes anything)."""
-    from medssl.options import PretrainConfig, ProbeConfig, TrainConfig
-
     classes = {"train": TrainConfig, "pretrain": PretrainConfig, "probe": ProbeConfig}
     configs = []
     for step in steps:
@@ -164,24 +168,16 @@ def _step_configs(out: Path, steps: list[Step]) -> list:
 
 def run_study(cfg: StudyConfig, resume: bool = False, log=print) -> dict:
     """Run (or resume) every step, evaluate the best models, and write the reports."""
-    from medssl.evaluate import evaluate_run
-    from medssl.pretrain import pretrain
-    from medssl.probe import probe
-    from medssl.runtime import resolve_device
-    from medssl.train import train
-
-    claimed = claim(cfg, resume)
-    if claimed.action == "finished":
-        log(f"{claimed.path} already holds this finished study; nothing to do")
-        return read_json(claimed.path / "summary.json", "study summary", require=("supervised",))
+    positive_label(cfg)  # a bad --positive-class is refused before anything is claimed
+    claimed, done = start(cfg, resume, log, lambda run: read_result(run, "study", ("supervised",)))
+    if done is not None:
+        return done
     out = claimed.path
     resolve_device(cfg.device)
     arrays = D.load_arrays(cfg.dataset, cfg.data_root)  # bad data fails here, before any write
     if cfg.pretrain_on:  # so does a pool holding held-out images
-        from medssl import sources
-
-        pool, _ = sources.load_pool(cfg.pretrain_on, cfg.data_root, 28, log)
-        sources.check_pool(pool, arrays, cfg.dataset)
+        pool, _ = pools.load_pool(cfg.pretrain_on, cfg.data_root, 28, log)
+        pools.check_pool(pool, arrays, cfg.dataset)
     steps = plan(cfg)
     configs = _step_configs(out, steps)
     record = out / "study.json"
@@ -215,7 +211,8 @@ def run_study(cfg: StudyConfig, resume: bool = False, log=print) -> dict:
             dynamic_ncols=True,
         )
         quiet = lambda *a, **k: None  # noqa: E731  (each run's own lines stay out of the bar)
-        run = {"train": train, "pretrain": pretrain, "probe": probe}
+        # looked up at call time: a test (or a user) may wrap a command's function
+        run = {"train": train.train, "pretrain": pretrain.pretrain, "probe": probe.probe}
         for step, run_cfg in bar:
             bar.set_postfix_str(step.name)
             if not _finished(step, out):
@@ -229,19 +226,13 @@ def run_study(cfg: StudyConfig, resume: bool = False, log=print) -> dict:
                 log(f"evaluating {family}: {name}")
                 evaluate_run(out / "runs" / name, n_boot=500)
         summary = summarise(cfg, out, steps, best, earlier + time.perf_counter() - t0)
-        from medssl.report_html import write_reports
-
         write_reports(out, summary)
-        write_json(out / "summary.json", summary)  # written last: marks a finished study
+        write_json(out / MARKERS["study"], summary)  # written last: marks a finished study
     return summary
 
 
 def _embeddings(cfg: StudyConfig, out: Path, steps: list[Step]) -> None:
     """t-SNE maps for the report from the probes' cached test features, where a probe lacks one."""
-    from safetensors.numpy import load_file
-
-    from medssl.probe import write_embedding
-
     info = D.dataset_info(cfg.dataset)
     for step in (s for s in steps if s.kind == "probe"):
         run = out / "runs" / step.name
@@ -251,7 +242,7 @@ def _embeddings(cfg: StudyConfig, out: Path, steps: list[Step]) -> None:
         targets = D.load_splits(cfg.dataset, cfg.data_root, positive)["test"].targets.numpy()
         feats = load_file(str(run / "features.safetensors"))["test"].astype(np.float64)  # ours
         pos = info.label_names[D.resolve_positive(info, cfg.positive_class)]
-        write_embedding(run, feats, targets.astype(np.int64), step.name, pos)
+        probe.write_embedding(run, feats, targets.astype(np.int64), step.name, pos)
 
 
 FAMILIES = {
@@ -271,9 +262,9 @@ def best_runs(out: Path, steps: list[Step]) -> dict[str, str]:
     best = {}
     for label, group in candidates.items():
         scored = [
-            (read_metrics(out / "runs" / s.name / "metrics.json")["val"]["auroc"], s.name)
+            (read_metrics(out / "runs" / s.name / MARKERS["train"])["val"]["auroc"], s.name)
             for s in group
-            if (out / "runs" / s.name / "metrics.json").is_file()
+            if (out / "runs" / s.name / MARKERS["train"]).is_file()
         ]
         if scored:
             best[label] = max(scored)[1]
@@ -297,51 +288,68 @@ def _rows(metrics: dict[float, list[dict]]) -> list[dict]:
     return rows
 
 
+SUPERVISED_FAMILIES = (
+    ("fine-tune all, BCE", "sup-all-bce"),
+    ("fine-tune all, weighted BCE", "sup-all-wbce"),
+    ("head-only (random encoder)", "sup-head"),
+)
+
+
+def _supervised(ms: list[dict]) -> dict:
+    """One supervised recipe over its seeds: test metrics and val AUROC (mean, std), time."""
+    row = {
+        k: _mean_std([m["test"][k] for m in ms])
+        for k in ("auroc", "balanced_accuracy", "accuracy", "ece")
+    }
+    row["val_auroc"] = _mean_std([m["val"]["auroc"] for m in ms])
+    row["train_time_s"] = statistics.mean(m["train_time_s"] for m in ms)
+    return row | {"stem": ms[0]["stem"], "epochs": ms[0]["epochs"]}
+
+
+def _pretrained(runs: Path, step: Step) -> dict:
+    """A pretraining run's summary (pretrain.json) and its folder name."""
+    pre = read_result(runs / step.name, "pretrain", ("epochs",))
+    init = runs / step.name / "knn_init.json"
+    if pre.get("knn_val_auroc_init") is None and init.is_file():  # runs made before it
+        pre["knn_val_auroc_init"] = read_json(init, "kNN monitor").get("knn_val_auroc")
+    return pre | {"run": step.name}
+
+
 def summarise(cfg: StudyConfig, out: Path, steps: list[Step], best: dict, wall_s: float) -> dict:
     """Everything the reports show, from the run directories (re-readable at any time)."""
     runs = out / "runs"
 
     def metrics(step: Step) -> dict:
-        return read_metrics(runs / step.name / "metrics.json")
+        return read_metrics(runs / step.name / MARKERS["train"])
 
     def by_fraction(family: str, method: str | None) -> dict[float, list[dict]]:
         group = [s for s in steps if s.family == family and s.method == method]
         return {f: [metrics(s) for s in group if s.fraction == f] for f in b["fractions"]}
 
     b = BUDGETS[cfg.budget]
-    supervised = {}
-    for label, family in (
-        ("fine-tune all, BCE", "sup-all-bce"),
-        ("fine-tune all, weighted BCE", "sup-all-wbce"),
-        ("head-only (random encoder)", "sup-head"),
-    ):
-        ms = [metrics(s) for s in steps if s.family == family]
-        supervised[label] = {
-            k: _mean_std([m["test"][k] for m in ms])
-            for k in ("auroc", "balanced_accuracy", "accuracy", "ece")
-        }
-        supervised[label]["val_auroc"] = _mean_std([m["val"]["auroc"] for m in ms])
-        supervised[label]["train_time_s"] = statistics.mean(m["train_time_s"] for m in ms)
-        supervised[label]["stem"] = ms[0]["stem"]
-        supervised[label]["epochs"] = ms[0]["epochs"]
+    supervised = {
+        label: _supervised([metrics(s) for s in steps if s.family == family])
+        for label, family in SUPERVISED_FAMILIES
+    }
+    # label-efficiency curves by display label (the plot's legend); `curves` says what each is
     efficiency: dict[str, list[dict]] = {}
-    probes = {}
+    curves: dict[str, dict] = {}
+    probes, probe_runs = {}, {}
     for step in (s for s in steps if s.kind == "probe"):
-        summary = read_json(runs / step.name / "summary.json", "probe summary", require=("table",))
+        summary = read_result(runs / step.name, "probe", ("table",))
         results = read_csv(runs / step.name / "results.csv", {"val_auroc": float})
         probes[step.method] = statistics.mean(r["val_auroc"] for r in results)
-        label = f"{NAMES[step.method]} linear probe" if step.method else "random-encoder probe"
+        probe_runs[step.method or ""] = step.name  # "": the random encoder's probe
+        title = METHOD_TITLES.get(step.method or "")
+        label = f"{title} linear probe" if title else "random-encoder probe"
         efficiency[label] = summary["table"]
+        curves[label] = {"family": "probe", "method": step.method}
     efficiency["supervised from scratch"] = _rows(by_fraction("ft-scratch", None))
+    curves["supervised from scratch"] = {"family": "scratch", "method": None}
     for m in cfg.methods:
-        efficiency[f"{NAMES[m]} fine-tune"] = _rows(by_fraction("ft-ssl", m))
-    pretrained = {}
-    for step in (s for s in steps if s.kind == "pretrain"):
-        pre = read_json(runs / step.name / "pretrain.json", "pretrain summary", require=("epochs",))
-        init = runs / step.name / "knn_init.json"
-        if pre.get("knn_val_auroc_init") is None and init.is_file():  # runs made before it
-            pre["knn_val_auroc_init"] = read_json(init, "kNN monitor").get("knn_val_auroc")
-        pretrained[step.method] = pre | {"run": step.name}
+        efficiency[f"{METHOD_TITLES[m]} fine-tune"] = _rows(by_fraction("ft-ssl", m))
+        curves[f"{METHOD_TITLES[m]} fine-tune"] = {"family": "fine-tune", "method": m}
+    pretrained = {s.method: _pretrained(runs, s) for s in steps if s.kind == "pretrain"}
     info = D.dataset_info(cfg.dataset)
     positive = D.resolve_positive(info, cfg.positive_class)
     chosen = max(cfg.methods, key=lambda m: probes[m])  # on validation only
@@ -362,6 +370,8 @@ def summarise(cfg: StudyConfig, out: Path, steps: list[Step], best: dict, wall_s
         },
         "supervised": supervised,
         "label_efficiency": efficiency,
+        "curves": curves,
+        "probe_runs": probe_runs,
         "pretrain": pretrained,
         "best_runs": best,
         "wall_time_s": wall_s,

@@ -24,15 +24,19 @@ import torch
 import torch.distributed as dist
 
 from medssl import data as D
-from medssl import engine
-from medssl.artifacts import read_json, write_json
-from medssl.augment import to_float, two_views
-from medssl.methods import LOSSES, NAMES, build
+from medssl import engine, plots
+from medssl.augment import two_views
+from medssl.catalog import METHOD_TITLES, METHODS
+from medssl.commands.lifecycle import open_run
+from medssl.data import pools
+from medssl.io.artifacts import read_json, write_json
+from medssl.io.records import read_result
+from medssl.io.rundir import MARKERS, claim, drop_resume_state
+from medssl.methods import build
 from medssl.models import metadata, save_model
 from medssl.monitor import knn_monitor
 from medssl.options import PretrainConfig
-from medssl.rundir import claim, drop_resume_state, open_run
-from medssl.runtime import autocast, resolve_device, resolve_precision
+from medssl.runtime import autocast, resolve_device, resolve_precision, to_float
 from medssl.tracking import Tracker, check_tracking
 
 __all__ = ["PretrainConfig", "pretrain", "format_summary"]
@@ -71,16 +75,13 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
     loss_curve.png, last.pt (resume state, removed once the run finishes), pretrain.json
     (written last: marks a finished run). Bad input is refused before the first byte is written.
     """
-    device = resolve_device(cfg.device)
-    if device.type == "cuda" and int(os.environ.get("LOCAL_RANK", "-1")) >= 0:
-        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-        torch.cuda.set_device(device)
-    _init_distributed(device)
+    device = _process_device(cfg.device)
     rank, world = _rank_info()
+    say = log if rank == 0 else _quiet
     claimed = claim(cfg, resume) if rank == 0 else None
     if claimed and claimed.action == "finished":
         log(f"{claimed.path} already holds this finished pretrain run; nothing to do")
-        return read_json(claimed.path / "pretrain.json", "pretrain summary", require=("dataset",))
+        return read_result(claimed.path, "pretrain", ("dataset",))
     out = Path(cfg.out)
     check_tracking(cfg.mlflow, Path(cfg.out))
     info = D.dataset_info(cfg.dataset)
@@ -93,60 +94,37 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
         cfg.download,
         cfg.verify_md5,
     )
-    images, seen = pretraining_images(cfg, splits, log if rank == 0 else _quiet)
+    images, seen = pretraining_images(cfg, splits, say)
     torch.manual_seed(cfg.seed)
     model = build(cfg, len(images)).to(device, memory_format=torch.channels_last)
-    net = model
-    if world > 1:
-        if cfg.sync_bn:
-            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        net = torch.nn.parallel.DistributedDataParallel(net)
+    net = _parallel(model, cfg, world)
     opt = make_optimizer(model, cfg)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     state = None
     if resume and (claimed is None or claimed.action == "resume"):
-        state = engine.restore(
-            out,
-            opt,
-            gen,
-            lambda s: model.load_state_dict(s["model"]),
-            ("model",),
-            log if rank == 0 else _quiet,
-            ("loss", "epoch_time_s"),
-        )
+        def restore(s: dict) -> None:
+            model.load_state_dict(s["model"])
+
+        state = engine.restore(out, opt, gen, restore, ("model",), say, ("loss", "epoch_time_s"))
     precision = resolve_precision(cfg.precision, device)
     n, global_batch = len(images), cfg.batch_size * world
-    steps = steps_per_epoch(n, global_batch)
-    if rank == 0:
-        if state:
-            log(f"resumed {out} at epoch {state['epoch'] + 1}")
-        log(
-            f"{cfg.method} on {_saw(seen)} ({n} images, labels unused): {steps} "
-            f"steps/epoch of {min(global_batch, n)} images = {2 * min(global_batch, n)} views, "
-            f"augment {cfg.augment}, {world} process(es), device {device}, {precision}"
-        )
+    if state:
+        say(f"resumed {out} at epoch {state['epoch'] + 1}")
+    say(
+        f"{cfg.method} on {_saw(seen)} ({n} images, labels unused): "
+        f"{steps_per_epoch(n, global_batch)} steps/epoch of {min(global_batch, n)} images = "
+        f"{2 * min(global_batch, n)} views, augment {cfg.augment}, {world} process(es), "
+        f"device {device}, {precision}"
+    )
     folder = open_run(claimed, cfg) if rank == 0 else contextlib.nullcontext()
     start = state["epoch"] + 1 if state else 0
+    on, name = rank == 0, f"medssl-{cfg.dataset}"  # only the first process logs
     tracker = Tracker(
-        out,
-        cfg.to_dict(),
-        cfg.tensorboard and rank == 0,
-        cfg.mlflow if rank == 0 else None,
-        start,
-        f"medssl-{cfg.dataset}",
+        out, cfg.to_dict(), cfg.tensorboard and on, cfg.mlflow if on else None, start, name
     )
     with folder, contextlib.closing(tracker):
         if rank == 0 and cfg.knn_every and start == 0:
-            # The starting point of the monitor: the randomly initialised encoder's kNN score.
-            init = knn_monitor(model.encoder, splits, cfg, precision)
-            write_json(out / "knn_init.json", init)
-            tracker.scalars(
-                0,
-                {
-                    "knn/val_auroc_at_init": init["knn_val_auroc"],
-                    "knn/few_label_val_auroc_at_init": init.get("knn_few_val_auroc", math.nan),
-                },
-            )
+            _knn_at_init(model, splits, cfg, precision, out, tracker)
         loop = _loop(cfg, model, net, opt, gen, images, splits, out, tracker, precision)
         history = engine.run(loop, start, state["history"] if state else [], tracker)
         summary = {}
@@ -154,10 +132,40 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
             summary = _finish(cfg, history, out, seen, world, precision, str(device))
             drop_resume_state(out)
             tracker.figure("figures/loss_curve", out / "loss_curve.png")
-            tracker.artifact(out / "pretrain.json")
+            tracker.artifact(out / MARKERS["pretrain"])
     if world > 1:
         dist.barrier()
     return summary
+
+
+def _process_device(name: str) -> torch.device:
+    """This process's device: under torchrun each process takes the GPU of its LOCAL_RANK;
+    the process group is started here (a no-op without torchrun)."""
+    device = resolve_device(name)
+    if device.type == "cuda" and int(os.environ.get("LOCAL_RANK", "-1")) >= 0:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    _init_distributed(device)
+    return device
+
+
+def _parallel(model: torch.nn.Module, cfg: PretrainConfig, world: int) -> torch.nn.Module:
+    """The network the steps run: the method itself, or its DDP wrapper (with SyncBatchNorm
+    when asked) across torchrun processes."""
+    if world == 1:
+        return model
+    net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model) if cfg.sync_bn else model
+    return torch.nn.parallel.DistributedDataParallel(net)
+
+
+def _knn_at_init(model, splits, cfg, precision, out: Path, tracker) -> None:
+    """The starting point of the monitor: the randomly initialised encoder's kNN score."""
+    init = knn_monitor(model.encoder, splits, cfg, precision)
+    write_json(out / "knn_init.json", init)
+    few = init.get("knn_few_val_auroc", math.nan)
+    tracker.scalars(
+        0, {"knn/val_auroc_at_init": init["knn_val_auroc"], "knn/few_label_val_auroc_at_init": few}
+    )
 
 
 def _loop(cfg, model, net, opt, gen, images, splits, out, tracker, precision) -> engine.Loop:
@@ -203,7 +211,7 @@ def _loop(cfg, model, net, opt, gen, images, splits, out, tracker, precision) ->
         end_epoch=end_epoch,
         state=lambda: {"model": model.state_dict()},
         scalars=lambda r: {
-            f"loss/{LOSSES[cfg.method]}": r["loss"],
+            f"loss/{METHODS[cfg.method].loss}": r["loss"],
             "lr": r["lr"],
             "knn/val_auroc": r.get("knn_val_auroc", math.nan),
             "knn/val_accuracy": r.get("knn_val_accuracy", math.nan),
@@ -260,7 +268,7 @@ def format_summary(s: dict) -> str:
             f"; with {s['knn_few_labels']} labels {f(s.get('knn_few_val_auroc_init'))} -> "
             f"{f(s.get('knn_few_val_auroc_last'))}"
         )
-    method = NAMES.get(str(s.get("method", s.get("objective", "simclr"))), "?")
+    method = METHOD_TITLES.get(str(s.get("method", s.get("objective", "simclr"))), "?")
     return (
         f"{method} {s.get('dataset')}: loss {f(s.get('first_loss'))} -> {f(s.get('final_loss'))}; "
         f"kNN val AUROC {f(s.get('knn_val_auroc_init'))} (init) -> "
@@ -275,11 +283,9 @@ def pretraining_images(cfg: PretrainConfig, splits: dict, log) -> tuple[torch.Te
     train = splits["train"]
     if not cfg.unlabeled:  # labels are never read by the training step
         return train.images, [{"source": cfg.dataset, "kind": "train split", "n": len(train)}]
-    from medssl import sources
-
-    pool, seen = sources.load_pool(cfg.unlabeled, cfg.data_root, cfg.size, log)
+    pool, seen = pools.load_pool(cfg.unlabeled, cfg.data_root, cfg.size, log)
     arrays = {s: (splits[s].images[:, 0].cpu().numpy(), None) for s in D.SPLITS}
-    sources.check_pool(pool, arrays, cfg.dataset)
+    pools.check_pool(pool, arrays, cfg.dataset)
     return torch.from_numpy(pool).unsqueeze(1).to(train.images.device), seen
 
 
@@ -288,8 +294,6 @@ def _saw(seen: list[dict]) -> str:
 
 
 def _finish(cfg, history, out, seen, world, precision, device) -> dict:
-    from medssl import plots
-
     init_file = out / "knn_init.json"
     init = read_json(init_file, "kNN monitor at init") if init_file.is_file() else {}
     plots.plot_pretrain_curves(history, out / "loss_curve.png", knn_init=init)
@@ -319,5 +323,5 @@ def _finish(cfg, history, out, seen, world, precision, device) -> dict:
         "train_time_s": sum(r["epoch_time_s"] for r in history),
         "encoder": str(out / "encoder.safetensors"),
     }
-    write_json(out / "pretrain.json", summary)
+    write_json(out / MARKERS["pretrain"], summary)
     return summary

@@ -7,38 +7,52 @@ is touched once, at the end, with the model chosen on validation.
 
 from __future__ import annotations
 
-import contextlib
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from medssl import data as D
-from medssl import engine
-from medssl.artifacts import write_csv, write_json
-from medssl.augment import AugmentConfig, augment, to_float
+from medssl import engine, plots
+from medssl.augment import augment
+from medssl.catalog import AugmentConfig
+from medssl.commands.lifecycle import start, tracked
 from medssl.errors import MedsslError
+from medssl.io.artifacts import write_csv, write_json
+from medssl.io.records import read_metrics
+from medssl.io.rundir import MARKERS, drop_resume_state
 from medssl.losses import bce, class_weights, weighted_bce
 from medssl.metrics import binary_metrics
 from medssl.models import Classifier, load_encoder_weights, metadata, read_model, save_model
 from medssl.options import TrainConfig
-from medssl.report import read_metrics
-from medssl.rundir import claim, drop_resume_state, open_run
 from medssl.runtime import (
     autocast,
     extract_features,
     predict_logits,
     resolve_device,
     resolve_precision,
+    to_float,
 )
 from medssl.tracking import Tracker, check_tracking
 
-__all__ = ["TrainConfig", "train"]
+__all__ = ["TrainConfig", "resolve", "train"]
+
+
+def resolve(cfg: TrainConfig) -> int:
+    """The checks of `cfg` that need files, before anything is written: the stem an `--init`
+    encoder file brings (when `--stem` is unset) and the positive class (a user's source is
+    listed for its classes). Returns the positive label."""
+    if cfg._stem_from_init and Path(cfg.init).is_file():
+        cfg.stem = read_model(cfg.init)[1].get("stem", cfg.stem)
+        cfg._stem_from_init = False
+    return D.resolve_positive(D.dataset_info(cfg.dataset), cfg.positive_class)
 
 
 def make_optimizer(model: Classifier, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Adam(W) over trainable parameters; decay on weights with ndim >= 2 only (§4).
+    """Adam(W) over trainable parameters; decay on weights with ndim >= 2 only (docs/math.md §4).
 
     decoupled: AdamW, w <- (1 - eta lambda) w - eta g_hat.  l2: Adam with gradient
     g + lambda w, i.e. the gradient of L + (lambda/2)||w||^2 fed through Adam's moments.
@@ -87,17 +101,13 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     Everything that can fail on bad input (the folder, the device, data, model files, label
     fraction, resume state) is checked before the first byte is written.
     """
-    from medssl import plots
-
-    claimed = claim(cfg, resume)
-    if claimed.action == "finished":
-        log(f"{claimed.path} already holds this finished train run; nothing to do")
-        return read_metrics(claimed.path / "metrics.json")
+    positive = resolve(cfg)
+    claimed, done = start(cfg, resume, log, lambda path: read_metrics(path / MARKERS["train"]))
+    if done is not None:
+        return done
     out = claimed.path
     device = resolve_device(cfg.device)
     check_tracking(cfg.mlflow, Path(cfg.out))
-    info = D.dataset_info(cfg.dataset)
-    positive = D.resolve_positive(info, cfg.positive_class)
     splits = D.load_splits(
         cfg.dataset, cfg.data_root, positive, cfg.size, device, cfg.download, cfg.verify_md5
     )
@@ -123,19 +133,28 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
         rows = ("train_loss", "val_loss", "val_auroc", "epoch_time_s")
         state = engine.restore(out, opt, gen, load, RESUME_KEYS, log, rows)
 
-    with open_run(claimed, cfg):
+    with tracked(claimed, cfg, state["epoch"] + 1 if state else 0) as tracker:
         write_csv(
             out / "train_indices.csv",
             [{"index": int(i)} for i in train_split.indices.cpu().tolist()],
         )
-        start = state["epoch"] + 1 if state else 0
-        with contextlib.closing(
-            Tracker(out, cfg.to_dict(), cfg.tensorboard, cfg.mlflow, start, f"medssl-{cfg.dataset}")
-        ) as tracker:
-            result = _fit(cfg, model, opt, gen, splits, train_split, out, state, log, tracker)
-            best, _ = read_model(out / "best.safetensors", "classifier")
-            model.load_state_dict(best)
-            return _finish(cfg, model, splits, positive, out, result, plots, tracker)
+        run = Supervised(
+            cfg,
+            model,
+            gen,
+            splits,
+            train_split,
+            positive,
+            out,
+            tracker,
+            _loss_fn(cfg, train_split.targets, log),
+            _cached_features(cfg, model, splits, train_split),
+            [state["best_auroc"], state["best_epoch"]] if state else [-math.inf, -1],
+        )
+        result = _fit(run, opt, state, log)
+        best, _ = read_model(out / "best.safetensors", "classifier")
+        model.load_state_dict(best)
+        return _finish(cfg, model, splits, positive, out, result, tracker)
 
 
 def batches(perm: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
@@ -156,113 +175,135 @@ def _loss_fn(cfg: TrainConfig, targets: torch.Tensor, log):
     return lambda z, y: weighted_bce(z, y, w0, w1)
 
 
-def _fit(cfg, model, opt, gen, splits, train_split, out, state, log, tracker) -> dict:
-    """The supervised step and validation on the shared epoch loop, from `state` or epoch 0."""
-    device = train_split.images.device
-    aug_cfg = cfg.augment_config()
-    info = D.dataset_info(cfg.dataset)
-    positive = D.resolve_positive(info, cfg.positive_class)
-    n, (n0, n1) = len(train_split), D.class_counts(train_split.targets)
-    loss_fn = _loss_fn(cfg, train_split.targets, log)
-    # Head-only without augmentation is logistic regression on fixed features (§7): compute the
-    # features once and train the head on the cached tensor.
-    cached = cfg.mode == "head" and aug_cfg == AugmentConfig()
-    feats = {}
-    if cached:
-        feats = {
-            s: extract_features(
-                model.encoder, sp.images, cfg.eval_batch_size, cfg.resize, cfg.precision
-            )
-            for s, sp in (
-                *[(s, sp) for s, sp in splits.items() if s != "train"],
-                ("train", train_split),
-            )
-        }
-    history: list[dict] = state["history"] if state else []
-    best = [state["best_auroc"], state["best_epoch"]] if state else [-math.inf, -1]
-    if state:
-        log(f"resumed {out} at epoch {state['epoch'] + 1} (best val AUROC {best[0]:.4f})")
-    log(
-        f"{cfg.dataset}: train {n} (N0={n0}, N1={n1}), val {len(splits['val'])}, test "
-        f"{len(splits['test'])}; positive class = label {positive} "
-        f"({info.label_names[positive]}); device {device}"
-    )
+@dataclass
+class Supervised:
+    """One supervised run on the shared epoch loop: its data, model and best-so-far, and the
+    functions the engine calls (batches, step, end of epoch, checkpoint state)."""
 
-    steps = len(batches(torch.arange(n), cfg.batch_size))
+    cfg: TrainConfig
+    model: Classifier
+    gen: torch.Generator  # the run's device generator: shuffling and augmentation
+    splits: dict[str, D.Split]
+    train: D.Split  # the label fraction's subset of the training split
+    positive: int
+    out: Path
+    tracker: Tracker
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    feats: dict[str, torch.Tensor]  # cached features (head-only, no augmentation) or empty
+    best: list  # [val AUROC, epoch] of the best model so far
 
-    def epoch_batches(epoch: int) -> list[torch.Tensor]:
-        model.train()
-        return batches(torch.randperm(n, generator=gen, device=device), cfg.batch_size)
+    def __post_init__(self) -> None:
+        self.aug = self.cfg.augment_config()
+        self.steps = len(batches(torch.arange(len(self.train)), self.cfg.batch_size))
 
-    def step(epoch: int, i: int, idx: torch.Tensor) -> torch.Tensor:
-        y = train_split.targets[idx]
-        if cached:  # logistic regression step on cached features, in float32
-            return loss_fn(model.forward_head(feats["train"][idx]), y)
-        x = augment(to_float(train_split.images[idx], cfg.resize), aug_cfg, gen)
+    def batches(self, epoch: int) -> list[torch.Tensor]:
+        self.model.train()
+        perm = torch.randperm(len(self.train), generator=self.gen, device=self.gen.device)
+        return batches(perm, self.cfg.batch_size)
+
+    def step(self, epoch: int, i: int, idx: torch.Tensor) -> torch.Tensor:
+        y = self.train.targets[idx]
+        if self.feats:  # logistic regression step on cached features, in float32
+            return self.loss_fn(self.model.forward_head(self.feats["train"][idx]), y)
+        x = augment(to_float(self.train.images[idx], self.cfg.resize), self.aug, self.gen)
         if epoch == 0 and i == 0:
-            tracker.images("augmentation/train_batch", x[:32, 0].cpu().numpy())
-        with autocast(device, cfg.precision):
-            logits = model(x)  # float32 logits: the head runs outside autocast
-        return loss_fn(logits, y)
+            self.tracker.images("augmentation/train_batch", x[:32, 0].cpu().numpy())
+        with autocast(x.device, self.cfg.precision):
+            logits = self.model(x)  # float32 logits: the head runs outside autocast
+        return self.loss_fn(logits, y)
 
-    def validate(epoch: int) -> dict:
-        if cached:
-            val_logits = model.forward_head(feats["val"]).detach()
+    def validate(self, epoch: int) -> dict:
+        """Validation loss and AUROC; the best model by it is saved (best.safetensors)."""
+        cfg, val = self.cfg, self.splits["val"]
+        if self.feats:
+            logits = self.model.forward_head(self.feats["val"]).detach()
         else:
-            val_logits = predict_logits(
-                model, splits["val"].images, cfg.eval_batch_size, cfg.resize, cfg.precision
+            logits = predict_logits(
+                self.model, val.images, cfg.eval_batch_size, cfg.resize, cfg.precision
             )
-        val_t = splits["val"].targets
-        val_auroc = binary_metrics(
-            val_t.cpu().numpy(), _sigmoid64(val_logits), scores=val_logits.double().cpu().numpy()
-        )["auroc"]
-        if val_auroc > best[0]:
-            best[:] = [val_auroc, epoch]
+        scores = logits.double().cpu().numpy()
+        auroc = binary_metrics(val.targets.cpu().numpy(), _sigmoid64(logits), scores=scores)
+        auroc = auroc["auroc"]
+        if auroc > self.best[0]:
+            self.best[:] = [auroc, epoch]
             meta = metadata(
                 "classifier",
-                model.encoder,
+                self.model.encoder,
                 dataset=cfg.dataset,
-                positive_label=positive,
+                positive_label=self.positive,
                 epoch=epoch,
-                val_auroc=val_auroc,
+                val_auroc=auroc,
             )
-            save_model(model, out / "best.safetensors", meta)
-        return {
-            "val_loss": float(loss_fn(val_logits, val_t)),
-            "val_auroc": val_auroc,
-            "steps": steps,
-        }
+            save_model(self.model, self.out / "best.safetensors", meta)
+        loss = float(self.loss_fn(logits, val.targets))
+        return {"val_loss": loss, "val_auroc": auroc, "steps": self.steps}
 
-    loop = engine.Loop(
-        out=out,
-        cfg=cfg,
-        optimizer=opt,
-        generator=gen,
-        batches=epoch_batches,
-        step=step,
-        end_epoch=validate,
-        state=lambda: {"model": model.state_dict(), "best_auroc": best[0], "best_epoch": best[1]},
-        scalars=lambda r: {
-            "loss/train": r["train_loss"],
-            "loss/val": r["val_loss"],
-            "val/auroc": r["val_auroc"],
-            "lr": r["lr"],
-            "time/epoch_s": r["epoch_time_s"],
-        },
-        postfix=lambda r: {
-            "loss": f"{r['train_loss']:.4f}",
-            "val_auroc": f"{r['val_auroc']:.4f}",
-            "best": f"{best[0]:.4f}@{best[1]}",
-        },
-        loss_key="train_loss",
-        per_sample=True,
-        desc=f"train {cfg.dataset}",
+    def state(self) -> dict:
+        auroc, epoch = self.best
+        return {"model": self.model.state_dict(), "best_auroc": auroc, "best_epoch": epoch}
+
+    def loop(self, optimizer: torch.optim.Optimizer) -> engine.Loop:
+        best = self.best
+        return engine.Loop(
+            out=self.out,
+            cfg=self.cfg,
+            optimizer=optimizer,
+            generator=self.gen,
+            batches=self.batches,
+            step=self.step,
+            end_epoch=self.validate,
+            state=self.state,
+            scalars=_scalars,
+            postfix=lambda r: {
+                "loss": f"{r['train_loss']:.4f}",
+                "val_auroc": f"{r['val_auroc']:.4f}",
+                "best": f"{best[0]:.4f}@{best[1]}",
+            },
+            loss_key="train_loss",
+            per_sample=True,
+            desc=f"train {self.cfg.dataset}",
+        )
+
+
+def _scalars(r: dict) -> dict:
+    """TensorBoard scalars of one history row."""
+    return {
+        "loss/train": r["train_loss"],
+        "loss/val": r["val_loss"],
+        "val/auroc": r["val_auroc"],
+        "lr": r["lr"],
+        "time/epoch_s": r["epoch_time_s"],
+    }
+
+
+def _cached_features(cfg: TrainConfig, model: Classifier, splits: dict, train: D.Split) -> dict:
+    """Head-only without augmentation is logistic regression on fixed features (docs/math.md
+    §7): the features of every split, computed once (empty otherwise)."""
+    if not (cfg.mode == "head" and cfg.augment_config() == AugmentConfig()):
+        return {}
+    parts = [(s, sp) for s, sp in splits.items() if s != "train"] + [("train", train)]
+    args = (cfg.eval_batch_size, cfg.resize, cfg.precision)
+    return {s: extract_features(model.encoder, sp.images, *args) for s, sp in parts}
+
+
+def _fit(run: Supervised, opt: torch.optim.Optimizer, state: dict | None, log) -> dict:
+    """Train on the shared epoch loop from `state` (a resumed run) or epoch 0."""
+    cfg, splits = run.cfg, run.splits
+    device = run.train.images.device
+    n, (n0, n1) = len(run.train), D.class_counts(run.train.targets)
+    if state:
+        log(f"resumed {run.out} at epoch {state['epoch'] + 1} (best val AUROC {run.best[0]:.4f})")
+    name = D.dataset_info(cfg.dataset).label_names[run.positive]
+    log(
+        f"{cfg.dataset}: train {n} (N0={n0}, N1={n1}), val {len(splits['val'])}, test "
+        f"{len(splits['test'])}; positive class = label {run.positive} ({name}); device {device}"
     )
-    history = engine.run(loop, state["epoch"] + 1 if state else 0, history, tracker)
+    history = state["history"] if state else []
+    history = engine.run(run.loop(opt), state["epoch"] + 1 if state else 0, history, run.tracker)
     return {
         "history": history,
-        "best_epoch": best[1],
-        "best_val_auroc": best[0],
+        "best_epoch": run.best[1],
+        "best_val_auroc": run.best[0],
         "n_train": n,
         "n_train_positive": n1,
         "device": str(device),
@@ -274,7 +315,7 @@ def _sigmoid64(logits: torch.Tensor) -> np.ndarray:
     return torch.sigmoid(logits.detach().double()).cpu().numpy()
 
 
-def _finish(cfg, model, splits, positive, out, result, plots, tracker) -> dict:
+def _finish(cfg, model, splits, positive, out, result, tracker) -> dict:
     """Predict val/test with the best model; write metrics, predictions and figures."""
     pos_name = D.dataset_info(cfg.dataset).label_names[positive]
     rows, targets, probs, scores = [], {}, {}, {}
@@ -325,7 +366,7 @@ def _finish(cfg, model, splits, positive, out, result, plots, tracker) -> dict:
         tracker.scalars(result["best_epoch"], metrics[s], prefix=f"best_model/{s}_")
     for name in ("learning_curves", "reliability", "roc"):
         tracker.figure(f"figures/{name}", out / f"{name}.png")
-    write_json(out / "metrics.json", metrics)  # written last: its presence marks a finished run
+    write_json(out / MARKERS["train"], metrics)  # written last: its presence marks a finished run
     drop_resume_state(out)
-    tracker.artifact(out / "metrics.json")
+    tracker.artifact(out / MARKERS["train"])
     return metrics

@@ -1,6 +1,6 @@
 """Linear probes: L2-regularised logistic regression on frozen encoder features.
 
-finetuning-theory.md §7: with the backbone fixed, head-only training is a regularised logistic
+docs/math.md §7: with the backbone fixed, head-only training is a regularised logistic
 regression on h = h_phi(x). Features of the unaugmented splits are computed ONCE and cached
 (`features.safetensors`); every (label fraction, seed) probe then fits scikit-learn's
 `LogisticRegression` on a stratified subset, choosing the inverse regularisation C on validation
@@ -9,7 +9,6 @@ AUROC, and reports test metrics of the chosen model.
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import time
 import warnings
@@ -17,17 +16,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.manifold import TSNE
 from tqdm.auto import tqdm
 
 from medssl import data as D
-from medssl.artifacts import atomic_path, read_json, write_csv, write_json, write_text
+from medssl import plots
+from medssl.commands.lifecycle import positive_label, start, tracked
 from medssl.errors import MedsslError
+from medssl.io.artifacts import atomic_path, write_csv, write_json, write_text
+from medssl.io.records import read_result
+from medssl.io.rundir import MARKERS
 from medssl.metrics import auroc, binary_metrics
 from medssl.models import Encoder, load_encoder_weights, read_model
 from medssl.options import ProbeConfig
-from medssl.rundir import claim, open_run
 from medssl.runtime import extract_features, resolve_device, resolve_precision
-from medssl.tracking import Tracker
 
 
 def load_encoder(source: str, stem: str = "imagenet", log=print) -> Encoder:
@@ -55,9 +60,6 @@ def fit_probe(
 
     Returns (model, scaler mean, scaler std, chosen C, its val AUROC).
     """
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
     mean, std = train_x.mean(0), train_x.std(0) + 1e-6
     tx, vx = (train_x - mean) / std, (val_x - mean) / std
     best = None
@@ -81,8 +83,6 @@ def embed_2d(
     Beyond `max_points` rows a seeded random subset keeps it to seconds.
     Returns (coordinates (m, 2), the row indices they belong to).
     """
-    from sklearn.manifold import TSNE
-
     rows = np.arange(len(features))
     if len(features) > max_points:
         rows = np.sort(np.random.default_rng(seed).choice(len(features), max_points, False))
@@ -97,8 +97,6 @@ def write_embedding(
     out: Path, features: np.ndarray, targets: np.ndarray, title: str, positive_name: str
 ) -> Path:
     """t-SNE of `features` to out/embedding.csv (index, x, y, target) and out/embedding.png."""
-    from medssl import plots
-
     xy, sel = embed_2d(features)
     write_csv(
         out / "embedding.csv",
@@ -117,20 +115,13 @@ def probe(cfg: ProbeConfig, resume: bool = False, log=print) -> dict:
 
     The folder, device, data, encoder file and every (label fraction, seed) subset are checked
     before anything is written."""
-    from medssl import plots
-
-    claimed = claim(cfg, resume)
-    if claimed.action == "finished":
-        log(f"{claimed.path} already holds this finished probe run; nothing to do")
-        summary = read_json(claimed.path / "summary.json", "probe summary", require=("table",))
-        if not isinstance(summary.get("table_md"), str):
-            raise MedsslError(f"{claimed.path}/summary.json: the probe summary lacks its table")
-        return summary
+    positive = positive_label(cfg)  # a bad --positive-class is refused before the claim
+    claimed, done = start(cfg, resume, log, _finished_summary)
+    if done is not None:
+        return done
     out = claimed.path
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
-    info = D.dataset_info(cfg.dataset)
-    positive = D.resolve_positive(info, cfg.positive_class)
     splits = D.load_splits(cfg.dataset, cfg.data_root, positive, cfg.size, device)
     encoder = load_encoder(cfg.encoder, cfg.stem, log)
     if cfg.encoder == "random":
@@ -141,84 +132,91 @@ def probe(cfg: ProbeConfig, resume: bool = False, log=print) -> dict:
     subsets = {  # label fractions against the class counts, before anything is written
         (f, s): D.stratified_subset(splits["train"].targets, f, s).numpy() for f, s in grid
     }
-    with (
-        open_run(claimed, cfg),
-        contextlib.closing(
-            Tracker(out, cfg.to_dict(), cfg.tensorboard, experiment=f"medssl-{cfg.dataset}")
-        ) as tracker,
-    ):
+    with tracked(claimed, cfg) as tracker:
         t0 = time.perf_counter()
-        feats = {
-            s: extract_features(
-                encoder, sp.images, cfg.eval_batch_size, cfg.resize, precision
-            ).cpu()
-            for s, sp in splits.items()
-        }
+        x = _features(cfg, encoder, splits, precision, out)
         feat_time = time.perf_counter() - t0
-        from safetensors.torch import save_file
-
-        with atomic_path(out / "features.safetensors") as tmp:
-            save_file(
-                {s: f.contiguous() for s, f in feats.items()},
-                str(tmp),
-                metadata={"encoder": cfg.encoder, "dataset": cfg.dataset},
-            )
-        x = {s: f.double().numpy() for s, f in feats.items()}
         y = {s: sp.targets.cpu().numpy().astype(np.int64) for s, sp in splits.items()}
-        rows, indices = [], {}
         t1 = time.perf_counter()
-        for frac, seed in tqdm(grid, desc="probe", disable=not cfg.progress):
-            idx = subsets[(frac, seed)]
-            indices[f"{frac:g}/{seed}"] = idx.tolist()
-            clf, mean, std, c, val_auc = fit_probe(
-                x["train"][idx], y["train"][idx], x["val"], y["val"], cfg.cs(), cfg.max_iter
-            )
-            z = clf.decision_function((x["test"] - mean) / std)
-            p = 1 / (1 + np.exp(-z))
-            m = binary_metrics(y["test"], p, scores=z, n_bins=cfg.n_bins)
-            rows.append(
-                {
-                    "label_fraction": frac,
-                    "seed": seed,
-                    "n_train": len(idx),
-                    "C": c,
-                    "val_auroc": val_auc,
-                    "test_auroc": m["auroc"],
-                    "test_balanced_accuracy": m["balanced_accuracy"],
-                    "test_accuracy": m["accuracy"],
-                    "test_ece": m["ece"],
-                }
-            )
-        probe_time = time.perf_counter() - t1
-        write_csv(out / "results.csv", rows)
-        write_json(out / "subsets.json", indices)
-        table = summarise(rows)
-        table_md = format_table(table, cfg, info.label_names[positive])
-        write_text(out / "table.md", table_md)
-        plots.plot_label_efficiency({"probe": table}, out / "label_efficiency.png")
-        tracker.figure("figures/label_efficiency", out / "label_efficiency.png")
-        for r in table:  # step = percent of the training labels
-            step = round(100 * r["label_fraction"])
-            tracker.scalars(step, {k: v for k, v in r.items() if k.startswith("test_")}, "probe/")
-        if cfg.embedding:
-            write_embedding(
-                out,
-                x["test"],
-                y["test"],
-                f"encoder: {Path(cfg.encoder).parent.name or cfg.encoder}",
-                info.label_names[positive],
-            )
-            tracker.figure("figures/embedding", out / "embedding.png")
-        summary = {
-            "dataset": cfg.dataset,
-            "encoder": cfg.encoder,
-            "positive_class": {"label": positive, "name": info.label_names[positive]},
-            "feature_time_s": feat_time,
-            "probe_time_s": probe_time,
-            "table": table,
-            "table_md": table_md,
-        }
-        write_json(out / "summary.json", summary)  # written last: marks a finished run
+        rows = _fit_grid(cfg, x, y, subsets, out)
+        times = {"feature_time_s": feat_time, "probe_time_s": time.perf_counter() - t1}
+        return _finish(cfg, positive, rows, x["test"], y["test"], times, out, tracker)
+
+
+def _finished_summary(run: Path) -> dict:
+    summary = read_result(run, "probe", ("table",))
+    if not isinstance(summary.get("table_md"), str):
+        raise MedsslError(f"{run}/{MARKERS['probe']}: the probe summary lacks its table")
+    return summary
+
+
+def _features(cfg: ProbeConfig, encoder, splits: dict, precision: str, out: Path) -> dict:
+    """Frozen features of every split, computed once, saved (features.safetensors) and
+    returned as float64 arrays (N, 512)."""
+    feats = {
+        s: extract_features(encoder, sp.images, cfg.eval_batch_size, cfg.resize, precision).cpu()
+        for s, sp in splits.items()
+    }
+    with atomic_path(out / "features.safetensors") as tmp:
+        save_file(
+            {s: f.contiguous() for s, f in feats.items()},
+            str(tmp),
+            metadata={"encoder": cfg.encoder, "dataset": cfg.dataset},
+        )
+    return {s: f.double().numpy() for s, f in feats.items()}
+
+
+def _fit_grid(cfg: ProbeConfig, x: dict, y: dict, subsets: dict, out: Path) -> list[dict]:
+    """One probe per (label fraction, seed): C chosen on validation, test metrics; the subsets
+    used are written to subsets.json."""
+    rows, indices = [], {}
+    for frac, seed in tqdm(list(subsets), desc="probe", disable=not cfg.progress):
+        idx = subsets[(frac, seed)]
+        indices[f"{frac:g}/{seed}"] = idx.tolist()
+        clf, mean, std, c, val_auc = fit_probe(
+            x["train"][idx], y["train"][idx], x["val"], y["val"], cfg.cs(), cfg.max_iter
+        )
+        z = clf.decision_function((x["test"] - mean) / std)
+        m = binary_metrics(y["test"], 1 / (1 + np.exp(-z)), scores=z, n_bins=cfg.n_bins)
+        rows.append(
+            {
+                "label_fraction": frac,
+                "seed": seed,
+                "n_train": len(idx),
+                "C": c,
+                "val_auroc": val_auc,
+            }
+            | {f"test_{k}": m[k] for k in ("auroc", "balanced_accuracy", "accuracy", "ece")}
+        )
+    write_json(out / "subsets.json", indices)
+    return rows
+
+
+def _finish(cfg, positive: int, rows, x_test, y_test, times: dict, out: Path, tracker) -> dict:
+    """results.csv, table.md, the plots and summary.json (written last: a finished run)."""
+    pos_name = D.dataset_info(cfg.dataset).label_names[positive]
+    write_csv(out / "results.csv", rows)
+    table = summarise(rows)
+    table_md = format_table(table, cfg, pos_name)
+    write_text(out / "table.md", table_md)
+    plots.plot_label_efficiency({"probe": table}, out / "label_efficiency.png")
+    tracker.figure("figures/label_efficiency", out / "label_efficiency.png")
+    for r in table:  # step = percent of the training labels
+        step = round(100 * r["label_fraction"])
+        tracker.scalars(step, {k: v for k, v in r.items() if k.startswith("test_")}, "probe/")
+    if cfg.embedding:
+        title = f"encoder: {Path(cfg.encoder).parent.name or cfg.encoder}"
+        write_embedding(out, x_test, y_test, title, pos_name)
+        tracker.figure("figures/embedding", out / "embedding.png")
+    summary = {
+        "dataset": cfg.dataset,
+        "encoder": cfg.encoder,
+        "positive_class": {"label": positive, "name": pos_name},
+        **times,
+        "table": table,
+        "table_md": table_md,
+    }
+    write_json(out / MARKERS["probe"], summary)  # written last: marks a finished run
     return summary
 
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medssl import __version__
-from medssl.artifacts import (
+from medssl.errors import MedsslError
+from medssl.io.artifacts import (
     TEMP_SUFFIX,
     expand,
     read_json,
@@ -34,7 +35,6 @@ from medssl.artifacts import (
     write_json,
     write_yaml,
 )
-from medssl.errors import MedsslError
 
 RUN_FILE = "run.json"
 MARKERS = {
@@ -260,9 +260,10 @@ def _now() -> str:
 
 
 @contextlib.contextmanager
-def open_run(claimed: Claim, opts) -> Iterator[Path]:
-    """Hold the run lock, record the run as running (run.json) and save config.yaml; on any
-    exception record it as interrupted (with the reason) and re-raise."""
+def open_run(claimed: Claim, opts, data: dict | None = None) -> Iterator[Path]:
+    """Hold the run lock, record the run as running (run.json), save config.yaml and `data`
+    (data.json: what a user's data source was); on any exception record the run as interrupted
+    (with the reason) and re-raise."""
     path = claimed.path
     with run_lock(path):
         record = {
@@ -273,7 +274,8 @@ def open_run(claimed: Claim, opts) -> Iterator[Path]:
         record.pop("reason", None)
         write_json(path / RUN_FILE, record | {"state": "running", "pid": os.getpid()})
         write_yaml(path / "config.yaml", opts.saved_config())
-        _record_data(path, opts)
+        if data is not None:
+            write_json(path / "data.json", data)
         try:
             yield path
         except BaseException as exc:
@@ -284,17 +286,6 @@ def open_run(claimed: Claim, opts) -> Iterator[Path]:
         finished = (path / MARKERS[opts.command]).is_file()
         record["state"] = "finished" if finished else "interrupted"
         write_json(path / RUN_FILE, record | {"updated": _now()})
-
-
-def _record_data(path: Path, opts) -> None:
-    """data.json: what a user's data source was (classes, split, counts, content digest)."""
-    from medssl.sources import is_path, loaded_record
-
-    dataset = getattr(opts, "dataset", None)
-    if dataset and is_path(dataset):
-        record = loaded_record(dataset, getattr(opts, "size", 28))
-        if record is not None:
-            write_json(path / "data.json", record)
 
 
 def record_added(path: Path, command: str, files: list[str]) -> None:
@@ -378,51 +369,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def load_resume(
-    out: Path, require: tuple[str, ...], restore, log, row_keys: tuple[str, ...] = ()
-) -> dict | None:
-    """Read `out/last.pt` and its history and apply them with `restore(state)`, turning every
-    mismatch (a corrupt, truncated or foreign checkpoint, a broken history.jsonl) into one line.
-    Returns the state with `history` (the rows up to the checkpoint), or None without a
-    checkpoint (a run interrupted in its first epoch starts again from epoch 0)."""
-    from medssl.artifacts import _short, read_jsonl, read_torch
-
-    ckpt = out / "last.pt"
-    if not ckpt.is_file():
-        log(f"--resume: no checkpoint in {out} yet; starting from epoch 0")
-        return None
-    state = read_torch(ckpt, require, "resume checkpoint")
-    epoch, n_rows = state["epoch"], state.get("history_len", 0)
-    if not (isinstance(epoch, int) and epoch >= 0 and isinstance(n_rows, int) and n_rows >= 0):
-        raise MedsslError(f"{ckpt}: epoch {epoch!r} / history length {n_rows!r} are not counts")
-    history = read_jsonl(out / "history.jsonl", "history") if n_rows else []
-    if len(history) < n_rows:
-        raise MedsslError(
-            f"{out}/history.jsonl: {len(history)} rows, the checkpoint needs {n_rows}"
-        )
-    for i, row in enumerate(history[:n_rows]):
-        bad = [k for k in row_keys if not _number(row.get(k))]
-        if bad or row.get("epoch") != i:
-            raise MedsslError(
-                f"{out}/history.jsonl:{i + 1}: not a history row of epoch {i} (missing or not "
-                f"finite numbers: {bad or ['epoch']})"
-            )
-    try:
-        restore(state)
-    except MedsslError:
-        raise
-    except Exception as exc:  # load_state_dict / set_state on foreign tensors
-        raise MedsslError(f"{ckpt}: does not fit this run ({_short(exc)}); {ANOTHER}") from None
-    return state | {"history": history[:n_rows]}
-
-
-def _number(x) -> bool:
-    """A finite int or float (history rows of a healthy run hold nothing else)."""
-    import math
-
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def drop_resume_state(out: Path) -> None:

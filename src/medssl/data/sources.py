@@ -1,4 +1,4 @@
-"""Your own images: labelled folders, CSV files and npz arrays, and unlabeled pools.
+"""Your own images: labelled folders, CSV files and npz arrays.
 
 A labelled source is a path where a MedMNIST name would go (`--dataset PATH`):
 - a folder `ROOT/{train,val,test}/{CLASS_A,CLASS_B}/...` (torchvision ImageFolder's layout per
@@ -28,11 +28,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
-from medssl.artifacts import MAX_IMAGE_PIXELS, expand, read_arrays
+from medssl.catalog import DATASETS, SPLITS
 from medssl.errors import MedsslError
+from medssl.io.artifacts import (
+    MAX_IMAGE_PIXELS,
+    TEMP_SUFFIX,
+    expand,
+    read_arrays,
+    reading,
+)
 
-SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = {"val": 0.1, "test": 0.2}  # MedMNIST's 7:1:2; train takes the rest
 SPLIT_SEED = 0
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm"}
@@ -69,8 +76,6 @@ class Listing:
 
 def is_path(dataset: str) -> bool:
     """True when `dataset` names a user's source rather than a MedMNIST dataset."""
-    from medssl.options import DATASETS
-
     return dataset not in DATASETS
 
 
@@ -84,7 +89,7 @@ def cache_dir() -> Path:
 # ---- listing ----
 
 
-def _images_under(folder: Path) -> tuple[list[Path], list[Path]]:
+def images_under(folder: Path) -> tuple[list[Path], list[Path]]:
     """Image files (by suffix) at any depth under `folder`, sorted; and the other files."""
     images, other = [], []
     for dirpath, dirnames, filenames in os.walk(folder):
@@ -110,7 +115,7 @@ def _class_folders(root: Path, where: str) -> tuple[list[str], dict[str, list[Pa
         )
     files, ignored = {}, []
     for c in classes:
-        images, other = _images_under(root / c)
+        images, other = images_under(root / c)
         if not images:
             raise MedsslError(f"{root / c}: no images (png, jpg, bmp, tif, gif, webp, pgm)")
         files[c], ignored = images, ignored + other
@@ -157,8 +162,6 @@ def _sorted_classes(values: set[str]) -> list[str]:
 
 
 def _list_csv(path: Path) -> Listing:
-    from medssl.artifacts import reading
-
     with reading(path, "CSV of images"), open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         header = [h.strip() for h in reader.fieldnames or []]
@@ -273,8 +276,6 @@ def _to_grey(arr: np.ndarray, mode: str, tags: list[str]) -> np.ndarray:
 
 def decode(path: Path, size: int) -> tuple[np.ndarray, list[str]]:
     """One image file as a (size, size) uint8 grey array, and the conversions it needed."""
-    from PIL import Image, UnidentifiedImageError
-
     tags: list[str] = []
     try:
         with Image.open(path) as im:
@@ -359,8 +360,6 @@ def _decode_workers(paths: list[Path]) -> int:
 
 
 def _decode_into_cache(paths, size, target: Path, meta: Path, log, what: str) -> np.ndarray:
-    from medssl.artifacts import TEMP_SUFFIX
-
     counts: Counter = Counter()
     tmp = target.with_name(f"{target.name}.{os.getpid()}{TEMP_SUFFIX}")
     out = None
@@ -398,8 +397,6 @@ def _decode_into_cache(paths, size, target: Path, meta: Path, log, what: str) ->
 
 def convert_array(images: np.ndarray, size: int, where: str) -> np.ndarray:
     """An (N, H, W[, C]) uint8/uint16 array as (N, size, size) uint8 grey."""
-    from PIL import Image
-
     a = np.asarray(images)
     if a.ndim == 4 and a.shape[-1] in (1, 3, 4):
         if a.shape[-1] == 1:
@@ -486,100 +483,3 @@ def _cross_split_duplicates(arrays: dict) -> str:
 def loaded_record(dataset: str, size: int) -> dict | None:
     """The record of this process's load of a user source (for the run folder's data.json)."""
     return _LOADED.get((str(expand(dataset)), size))
-
-
-# ---- unlabeled pools ----
-
-
-def load_pool(sources: list[str], data_root, size: int, log=print) -> tuple[np.ndarray, list[dict]]:
-    """Images of an unlabeled pretraining pool, (N, size, size) uint8, and what each source gave.
-
-    A source is a MedMNIST name (its training split), a folder of images (any depth; labels and
-    folder names unused), or an .npz/.npy array (MedMNIST layout: its train_images; else its
-    only array)."""
-    from medssl import data as D
-
-    parts, seen = [], []
-    for src in sources:
-        if not is_path(src):
-            images = D.load_arrays(src, data_root, size=size)["train"][0]
-            kind = "train split"
-        else:
-            path = expand(src)
-            if path.is_dir():
-                files, other = _images_under(path)
-                if not files:
-                    raise MedsslError(f"--unlabeled {path}: no images in this folder")
-                images, kind = decode_files(files, size, log, f"{path}"), "folder"
-            elif path.is_file() and path.suffix.lower() in (".npz", ".npy"):
-                images, kind = convert_array(_pool_array(path), size, str(path)), "array"
-            elif path.exists():
-                raise MedsslError(f"--unlabeled {path}: not a folder, .npz or .npy file")
-            else:
-                raise MedsslError(
-                    f"--unlabeled {src!r}: not breastmnist or pneumoniamnist, nor an existing "
-                    "folder, .npz or .npy file"
-                )
-        parts.append(images)
-        seen.append({"source": src, "kind": kind, "n": int(len(images))})
-    return np.concatenate(parts), seen
-
-
-def _pool_array(path: Path) -> np.ndarray:
-    arrays = read_arrays(path, None, "image array")
-    if "train_images" in arrays:
-        return arrays["train_images"]
-    if len(arrays) == 1:
-        return next(iter(arrays.values()))
-    raise MedsslError(f"{path}: holds {', '.join(arrays)}; give one array or MedMNIST's layout")
-
-
-def check_pool(pool: np.ndarray, splits: dict, dataset: str) -> None:
-    """Refuse a pool holding a validation or test image of the evaluated dataset (pixel-exact)
-    that its training split does not also hold."""
-    train = set(image_hashes(splits["train"][0]))
-    held_out = {}
-    for s in ("val", "test"):
-        for i, h in enumerate(image_hashes(splits[s][0])):
-            if h not in train:
-                held_out.setdefault(h, (s, i))
-    hits = [(j, held_out[h]) for j, h in enumerate(image_hashes(pool)) if h in held_out]
-    if hits:
-        j, (s, i) = hits[0]
-        raise MedsslError(
-            f"--unlabeled: {len(hits)} pool image(s) are {dataset} validation/test images (e.g. "
-            f"pool image {j} = {s} image {i}); held-out images cannot be pretrained on"
-        )
-
-
-# ---- export ----
-
-
-def export_folder(name: str, data_root, size: int, out: Path, log=print) -> None:
-    """A MedMNIST set as `out/{train,val,test}/{class}/{index}.png` plus `out/labels.csv`
-    (path,label,split), in the official order: both read back as the npz's arrays."""
-    from PIL import Image
-
-    from medssl import data as D
-    from medssl.artifacts import atomic_path, write_text
-
-    info = D.dataset_info(name)
-    classes = [info.label_names[k].replace("/", "-") for k in sorted(info.label_names)]
-    assert classes == sorted(classes), "label order must be the classes' sorted order"
-    arrays = D.load_arrays(name, data_root, size=size)
-    rows = ["path,label,split"]
-    for s in SPLITS:
-        images, labels = arrays[s]
-        for c in classes:
-            (out / s / c).mkdir(parents=True, exist_ok=True)
-        for i, (img, y) in enumerate(zip(images, labels, strict=True)):
-            rel = f"{s}/{classes[y]}/{i:06d}.png"
-            with atomic_path(out / rel) as tmp:
-                Image.fromarray(img).save(tmp, format="PNG")
-            rows.append(f"{rel},{classes[y]},{s}")
-    write_text(out / "labels.csv", "\n".join(rows) + "\n")
-    n = sum(len(a[1]) for a in arrays.values())
-    log(
-        f"{name}: {n} PNGs in {out}/{{train,val,test}}/{{{','.join(classes)}}}/, "
-        f"listed in {out / 'labels.csv'}"
-    )

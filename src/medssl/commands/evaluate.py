@@ -13,18 +13,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medssl.artifacts import read_csv, read_json, read_yaml, write_json, write_text
-from medssl.augment import to_float
+from medssl import data as D
+from medssl import plots
 from medssl.calibration import calibration_report, fit_temperature, sigmoid
+from medssl.data import class_names
 from medssl.errors import MedsslError
+from medssl.io.artifacts import read_csv, read_json, read_yaml, write_json, write_text
+from medssl.io.records import read_metrics
+from medssl.io.rundir import MARKERS, record_added, require_finished, run_lock
 from medssl.metrics import auroc, average_precision, balanced_accuracy, bootstrap_ci
 from medssl.metrics import expected_calibration_error as ece
 from medssl.models import Classifier, load_state, read_model
 from medssl.operating_points import operating_points, target_on_test
 from medssl.options import TrainConfig
-from medssl.report import read_metrics
 from medssl.robustness import robustness_suite
-from medssl.rundir import record_added, require_finished, run_lock
+from medssl.runtime import predict_logits, resolve_device, to_float
 
 OUTPUTS = ("evaluation.json", "evaluation.md", "reliability_temperature.png", "pr.png")
 IMAGE_OUTPUTS = ("error_gallery.png", "robustness.png")
@@ -44,8 +47,6 @@ class ClassifierRun:
 
 def load_classifier_run(run_dir: Path | str, user: str) -> ClassifierRun:
     """Everything `user` (evaluate, predict) needs from a finished train run, or one line."""
-    from medssl import data as D
-
     path = require_finished(Path(run_dir), "train", user)
     try:
         cfg = TrainConfig.from_dict(read_yaml(path / "config.yaml"), saved=True)
@@ -54,7 +55,7 @@ def load_classifier_run(run_dir: Path | str, user: str) -> ClassifierRun:
         raise MedsslError(
             msg if msg.startswith(str(path)) else f"{path}/config.yaml: {msg}"
         ) from None
-    metrics = read_metrics(path / "metrics.json")
+    metrics = read_metrics(path / MARKERS["train"])
     positive = D.resolve_positive(D.dataset_info(cfg.dataset), cfg.positive_class)
     state, _ = read_model(
         path / "best.safetensors",
@@ -169,8 +170,6 @@ def evaluate_run(
 
 
 def _write(run: ClassifierRun, result: dict, preds: dict, checks: dict | None) -> None:
-    from medssl import plots
-
     pos_name = _positive_name(run)
     test, t = preds["test"], result["temperature"]
     plots.plot_reliability_diagram(
@@ -200,9 +199,6 @@ def _write(run: ClassifierRun, result: dict, preds: dict, checks: dict | None) -
 
 def _image_checks(run: ClassifierRun, result: dict, test: dict, k: int, seed: int) -> dict:
     """Error gallery (top-k FP and FN on test) and the robustness suite, computed, not written."""
-    from medssl import data as D
-    from medssl.runtime import predict_logits, resolve_device
-
     tc = run.cfg
     device = resolve_device(tc.device)
     label_names = D.class_names(tc.dataset, run.path)
@@ -239,8 +235,6 @@ def _image_checks(run: ClassifierRun, result: dict, test: dict, k: int, seed: in
 
 
 def _positive_name(run: ClassifierRun) -> str:
-    from medssl.data import class_names
-
     return class_names(run.cfg.dataset, run.path)[run.positive]
 
 

@@ -1,15 +1,15 @@
 """`medssl tune`: a cross-validated search of supervised recipes (Optuna), resumable and shared.
 
-A trial is a recipe (SPACE). Its score is stratified k-fold cross-validation AUROC on the union
-of the training and validation splits, repeated `repeats` times with other fold assignments and
-seeds; the test split is never read. In each fold the recipe trains on k-1 folds minus an inner
-validation slice (1/9 of them, stratified) that chooses the epoch, exactly as `medssl train`
-does, and is scored on the held-out fold. Each fold is an ordinary `medssl train` run on an npz
-in MedMNIST's layout (train = the k-1 folds, val = the inner slice, test = the held-out fold),
-kept under OUT/runs/. Optuna's TPE proposes recipes; after each fold the running mean is
-reported, so `noise_pruner` stops hopeless trials early. Training time is recorded, so the
-result is a front of AUROC against time, not one noisy point; the recipe chosen is the fastest
-one whose mean AUROC is within one standard error of the best trial's.
+A trial is a recipe (`catalog.TUNE_SPACE`). Its score is stratified k-fold cross-validation
+AUROC on the union of the training and validation splits, repeated `repeats` times with other
+fold assignments and seeds; the test split is never read. In each fold the recipe trains on k-1
+folds minus an inner validation slice (1/9 of them, stratified) that chooses the epoch, exactly
+as `medssl train` does, and is scored on the held-out fold. Each fold is an ordinary `medssl
+train` run on an npz in MedMNIST's layout (train = the k-1 folds, val = the inner slice, test =
+the held-out fold), kept under OUT/runs/. Optuna's TPE proposes recipes; after each fold the
+running mean is reported, so `noise_pruner` stops hopeless trials early. Training time is
+recorded, so the result is a front of AUROC against time, not one noisy point; the recipe chosen
+is the fastest one whose mean AUROC is within one standard error of the best trial's.
 
 Resuming: the search lives in an Optuna journal (OUT/journal.log, or --storage, which several
 processes or machines can share); a killed process loses only its running trial.
@@ -24,26 +24,31 @@ import time
 from pathlib import Path
 
 import numpy as np
+import optuna
+import sqlalchemy
+from optuna.storages.journal import JournalFileBackend
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from medssl import data as D
-from medssl.artifacts import write_csv, write_json, write_yaml
+from medssl import plots
+from medssl.catalog import TUNE_RANGES as RANGES
+from medssl.catalog import TUNE_SPACE as SPACE
+from medssl.commands.lifecycle import open_run, positive_label
+from medssl.commands.train import train
 from medssl.errors import MedsslError
+from medssl.io.artifacts import (
+    atomic_path,
+    expand,
+    short_error,
+    write_csv,
+    write_json,
+    write_yaml,
+)
+from medssl.io.records import read_result
+from medssl.io.rundir import MARKERS, claim, enclosing_run
 from medssl.options import TrainConfig, TuneConfig
-from medssl.rundir import claim, open_run
+from medssl.runtime import resolve_device, resolve_precision
 
-# The recipe space: categorical where the choices are few and discrete, log-uniform for rates.
-SPACE = {
-    "stem": ("imagenet", "compact", "cifar"),
-    "epochs": (5, 10, 20, 30, 50),
-    "lr": (1e-4, 3e-2),
-    "weight_decay": (1e-6, 1e-2),
-    "lr_schedule": ("cosine", "constant"),
-    "augment": ("none", "light"),
-    "loss": ("bce", "weighted-bce"),
-    "batch_size": (64, 128, 256),
-    "precision": ("fp32", "bf16"),
-}
-RANGES = ("lr", "weight_decay")  # searched log-uniformly between two bounds; the rest: choices
 INNER_VAL = 1 / 9  # of the k-1 training folds: the slice that chooses the epoch
 
 
@@ -71,8 +76,6 @@ def default_recipe(cfg: TuneConfig, space: dict) -> dict | None:
     """The recipe `medssl train` uses today for this dataset, as a point of the search space
     (None when --space or --max-epochs leaves it out): the first trial, so the front shows
     whether the search beats it."""
-    from medssl.runtime import resolve_device, resolve_precision
-
     train_cfg = TrainConfig(dataset=cfg.dataset, positive_class=cfg.positive_class)
     recipe = {k: getattr(train_cfg, k) for k in space}
     recipe["precision"] = resolve_precision(recipe["precision"], resolve_device(cfg.device))
@@ -85,10 +88,6 @@ def default_recipe(cfg: TuneConfig, space: dict) -> dict | None:
 
 def make_folds(cfg: TuneConfig, out: Path, positive: int) -> list[Path]:
     """The k x repeats fold datasets as npz files (written once; labels as 0/1 = positive)."""
-    from sklearn.model_selection import StratifiedKFold, train_test_split
-
-    from medssl.artifacts import atomic_path
-
     arrays = D.load_arrays(cfg.dataset, cfg.data_root)
     images = np.concatenate([arrays["train"][0], arrays["val"][0]])
     y = (np.concatenate([arrays["train"][1], arrays["val"][1]]) == positive).astype(np.int64)
@@ -124,10 +123,6 @@ def make_folds(cfg: TuneConfig, out: Path, positive: int) -> list[Path]:
 
 def objective(cfg: TuneConfig, out: Path, folds: list[Path]):
     """The Optuna objective: mean held-out AUROC over the folds of one recipe."""
-    import optuna
-
-    from medssl.train import train
-
     space = search_space(cfg)
 
     def run(trial: optuna.Trial) -> float:
@@ -163,8 +158,6 @@ def noise_pruner(n_startup_trials: int = 3, z: float = 2.0):
     optimistic, stays below the band `choose` picks from (best complete trial's mean minus one
     SEM). A median pruner stops trials for fold noise when recipes differ by less than it
     (PneumoniaMNIST: every recipe's CV AUROC within 0.002) and so hides the cheap ones."""
-    import optuna
-
     class _Pruner(optuna.pruners.BasePruner):
         def prune(self, study, trial) -> bool:
             step = trial.last_step
@@ -180,26 +173,75 @@ def noise_pruner(n_startup_trials: int = 3, z: float = 2.0):
 
 
 def _storage(cfg: TuneConfig, out: Path):
-    import optuna
-    from optuna.storages.journal import JournalFileBackend
-
+    """The Optuna storage of the search: a database URL, or a journal file (OUT/journal.log by
+    default). Everything that can be wrong with it is refused here, before the run folder is
+    written: an unknown URL scheme or a missing driver, a journal in a missing folder, inside
+    another run or a folder, a journal that is not one. Returns the storage, or None when the
+    journal does not exist yet (it is made once the run folder is open)."""
     if cfg.storage and "://" in cfg.storage:
-        return optuna.storages.RDBStorage(cfg.storage)
-    path = Path(cfg.storage).expanduser() if cfg.storage else out / "journal.log"
-    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        try:
+            url = sqlalchemy.engine.make_url(cfg.storage)
+            url.get_dialect()
+        except Exception as exc:  # sqlalchemy: not a URL, unknown scheme, missing driver
+            raise MedsslError(f"--storage {cfg.storage}: {short_error(exc)}") from None
+        if url.get_backend_name() == "sqlite" and url.database:
+            _check_storage_file(expand(url.database), out)
+        try:
+            return optuna.storages.RDBStorage(cfg.storage)
+        except Exception as exc:  # optuna/sqlalchemy: unreachable, refused, not its schema
+            msg = f"--storage {cfg.storage}: cannot open ({short_error(exc)})"
+            raise MedsslError(msg) from None
+    path = expand(cfg.storage) if cfg.storage else out / "journal.log"
+    if cfg.storage:
+        _check_storage_file(path, out)
+    if not path.is_file():
+        return None
+    try:  # an existing journal is replayed (read) here; nothing is appended yet
+        storage = optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        storage.get_all_studies()
+    except Exception as exc:  # optuna's replay of a file that is not a journal
+        raise MedsslError(f"--storage {path}: not an Optuna journal ({short_error(exc)})") from None
+    return storage
+
+
+def _check_storage_file(path: Path, out: Path) -> None:
+    run = enclosing_run(path)
+    if run is not None and run != out:
+        raise MedsslError(f"--storage {path}: inside the run folder {run}; name a file outside")
+    if path.is_dir() or not path.parent.is_dir():
+        raise MedsslError(f"--storage {path}: not a file in an existing folder")
+
+
+def _search(cfg: TuneConfig, positive: int) -> dict:
+    """What a shared search is about: processes that join one must agree on all of it."""
+    space = {k: list(v) for k, v in search_space(cfg).items()}
+    keys = ("dataset", "folds", "repeats", "max_epochs", "seed", "size")
+    return {k: getattr(cfg, k, None) for k in keys} | {"positive": positive, "space": space}
+
+
+def _check_joined(cfg: TuneConfig, storage, search: dict) -> None:
+    """Refuse to join a search in `storage` made for another dataset, space or folds."""
+    if storage is None:
+        return
+    for study in storage.get_all_studies():
+        if study.study_name == cfg.study_name:
+            theirs = study.user_attrs.get("medssl_search")
+            if theirs is not None and theirs != search:
+                differ = sorted(k for k in search if theirs.get(k) != search[k])
+                raise MedsslError(
+                    f"--storage: the search {cfg.study_name!r} there is for other {differ}; "
+                    "use another --study-name or the same options"
+                )
 
 
 def tune(cfg: TuneConfig, resume: bool = False, log=print) -> dict:
     """Run (or resume, or join) the search until `cfg.trials` trials are finished; write
     trials.csv, pareto.png, recipe.yaml and tune.json (last: marks a finished run)."""
-    import optuna
-
-    from medssl.artifacts import read_json
-
+    positive_label(cfg)  # a bad --positive-class is refused before anything is claimed
     claimed = claim(cfg, resume)
     out = claimed.path
     if claimed.action == "finished":
-        done = read_json(out / "tune.json", "tune summary", require=("table_md", "n_finished"))
+        done = read_result(out, "tune", ("table_md", "n_finished"))
         if done["n_finished"] >= cfg.trials:
             log(f"{out} already holds this finished tune run; nothing to do")
             return done
@@ -210,19 +252,26 @@ def tune(cfg: TuneConfig, resume: bool = False, log=print) -> dict:
     if min(labels.sum(), (~labels).sum()) < 2 * cfg.folds:
         raise MedsslError(f"--folds {cfg.folds}: a class of train+val has too few images")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage, search = _storage(cfg, out), _search(cfg, positive)
+    _check_joined(cfg, storage, search)
     start = time.perf_counter()
     with open_run(claimed, cfg):
-        (out / "tune.json").unlink(missing_ok=True)  # the marker returns when the search ends
+        (out / MARKERS["tune"]).unlink(missing_ok=True)  # the marker returns when the search ends
         folds = make_folds(cfg, out, positive)
+        if storage is None:  # a new journal file
+            path = expand(cfg.storage) if cfg.storage else out / "journal.log"
+            storage = optuna.storages.JournalStorage(JournalFileBackend(str(path)))
         study = optuna.create_study(
             study_name=cfg.study_name,
-            storage=_storage(cfg, out),
+            storage=storage,
             load_if_exists=True,
             direction="maximize",
             sampler=optuna.samplers.TPESampler(seed=cfg.seed),
             pruner=noise_pruner(),
         )
         states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        if "medssl_search" not in study.user_attrs:
+            study.set_user_attr("medssl_search", search)
         current = default_recipe(cfg, search_space(cfg))
         if current and not study.get_trials(deepcopy=False):  # a new search: today's default first
             study.enqueue_trial(current, user_attrs={"current_default": True})
@@ -237,14 +286,12 @@ def tune(cfg: TuneConfig, resume: bool = False, log=print) -> dict:
             )
         summary = summarise(cfg, study, out, positive, time.perf_counter() - start)
         summary["n_finished"] = len(study.get_trials(deepcopy=False, states=states))
-        write_json(out / "tune.json", summary)
+        write_json(out / MARKERS["tune"], summary)
     return summary
 
 
 def trial_rows(study) -> list[dict]:
     """One row per complete trial: recipe, CV AUROC mean/std/SEM, mean training time."""
-    import optuna
-
     rows = []
     for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
         sd, sem = fold_spread(t.user_attrs.get("fold_auroc", []))
@@ -285,8 +332,6 @@ def pareto(rows: list[dict]) -> list[dict]:
 
 
 def summarise(cfg: TuneConfig, study, out: Path, positive: int, wall_s: float) -> dict:
-    from medssl import plots
-
     rows = trial_rows(study)
     if not rows:
         raise MedsslError(f"{out}: no trial completed (all pruned or failed); add --trials")

@@ -1,0 +1,1 @@
+"""Reports: tables of runs (`tables`) and the study report in HTML and Markdown (`study`)."""
