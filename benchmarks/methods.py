@@ -1,6 +1,6 @@
 """Pretraining views/s of every SSL method: medssl's own step against lightly's stack, one run.
 
-medssl: the package's pretraining step (`pretrain._loop(...).step`: two views drawn in one
+medssl: the package's pretraining step (`pretrain.Pretraining(...).step`: two views drawn in one
 batch on the device, then the method's forward and loss) and the engine's optimizer calls.
 lightly: the method's usual lightly transform on PIL images + a torch DataLoader (0 and 2
 workers, and 8 where the cores exist) + lightly's loss of the method, on the same networks
@@ -160,9 +160,10 @@ def bench_method(method, images, np_images, splits, device, steps, batch):
         with tempfile.TemporaryDirectory() as tmp:
             tracker = Tracker(Path(tmp), {}, tensorboard=False)
             run_cfg = cfg.model_copy(update={"epochs": 1000})
-            loop = P._loop(
-                run_cfg, model, model, opt, gen, images, splits, Path(tmp), tracker, precision
+            run = P.Pretraining(
+                run_cfg, model, model, gen, images, splits, Path(tmp), tracker, precision
             )
+            loop = run.loop(opt)
             batches = loop.batches(1)
 
             def medssl_step(i, loop=loop, batches=batches, opt=opt):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -125,7 +126,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
     with folder, contextlib.closing(tracker):
         if rank == 0 and cfg.knn_every and start == 0:
             _knn_at_init(model, splits, cfg, precision, out, tracker)
-        loop = _loop(cfg, model, net, opt, gen, images, splits, out, tracker, precision)
+        run = Pretraining(cfg, model, net, gen, images, splits, out, tracker, precision)
+        loop = run.loop(opt)
         history = engine.run(loop, start, state["history"] if state else [], tracker)
         summary = {}
         if rank == 0:
@@ -168,67 +170,88 @@ def _knn_at_init(model, splits, cfg, precision, out: Path, tracker) -> None:
     )
 
 
-def _loop(cfg, model, net, opt, gen, images, splits, out, tracker, precision) -> engine.Loop:
-    """The pretraining step (two views -> the method's loss) on the shared epoch loop."""
-    rank, world = _rank_info()
-    device, n = images.device, len(images)
-    global_batch = cfg.batch_size * world
-    steps = steps_per_epoch(n, global_batch)
-    aug = cfg.augment_config()
+@dataclass
+class Pretraining:
+    """One pretraining run on the shared epoch loop: the method, its data and the functions the
+    engine calls (batches, the two-view step, the after-step hook, the end of epoch)."""
 
-    def batches(epoch: int) -> list[torch.Tensor]:
-        net.train()
-        perm = torch.randperm(n, generator=gen, device=device)
+    cfg: PretrainConfig
+    model: torch.nn.Module  # the method: encoder, heads, teachers
+    net: torch.nn.Module  # what the steps run: the method, or its DDP wrapper
+    gen: torch.Generator  # the run's device generator: shuffling and views
+    images: torch.Tensor  # (N, 1, H, W) uint8 on the device: the pretraining images
+    splits: dict  # the dataset's splits, for the kNN monitor
+    out: Path
+    tracker: Tracker
+    precision: str
+
+    def __post_init__(self) -> None:
+        self.rank, self.world = _rank_info()
+        self.global_batch = self.cfg.batch_size * self.world
+        self.steps = steps_per_epoch(len(self.images), self.global_batch)
+        self.aug = self.cfg.augment_config()
+
+    def batches(self, epoch: int) -> list[torch.Tensor]:
+        self.net.train()
+        perm = torch.randperm(len(self.images), generator=self.gen, device=self.images.device)
+        g, world, rank = self.global_batch, self.world, self.rank
         # this process's slice of each global batch
-        return [
-            perm[s * global_batch : (s + 1) * global_batch].tensor_split(world)[rank]
-            for s in range(steps)
-        ]
+        return [perm[s * g : (s + 1) * g].tensor_split(world)[rank] for s in range(self.steps)]
 
-    def step(epoch: int, i: int, idx: torch.Tensor) -> torch.Tensor:
-        v1, v2 = two_views(to_float(images[idx], cfg.resize), aug, gen)
+    def step(self, epoch: int, i: int, idx: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        v1, v2 = two_views(to_float(self.images[idx], cfg.resize), self.aug, self.gen)
         if epoch == 0 and i == 0:  # pairs: view 1 above view 2
             pairs = torch.stack([v1[:16, 0], v2[:16, 0]], 1).flatten(0, 1)
-            tracker.images("augmentation/view_pairs", pairs.float().cpu().numpy())
-        with autocast(device, precision):
-            return net(v1, v2, (epoch * steps + i) / (cfg.epochs * steps))
+            self.tracker.images("augmentation/view_pairs", pairs.float().cpu().numpy())
+        with autocast(self.images.device, self.precision):
+            return self.net(v1, v2, (epoch * self.steps + i) / (cfg.epochs * self.steps))
 
-    def end_epoch(epoch: int) -> dict:
-        row = {}
-        if rank == 0 and cfg.knn_every and (epoch + 1) % cfg.knn_every == 0:
-            row = knn_monitor(model.encoder, splits, cfg, precision)
-        if rank == 0:
-            save_encoder_and_heads(model, cfg, epoch, out)
+    def after_step(self, epoch: int, i: int) -> None:
+        self.model.after_step((epoch * self.steps + i + 1) / (self.cfg.epochs * self.steps))
+
+    def end_epoch(self, epoch: int) -> dict:
+        row, cfg = {}, self.cfg
+        if self.rank == 0 and cfg.knn_every and (epoch + 1) % cfg.knn_every == 0:
+            row = knn_monitor(self.model.encoder, self.splits, cfg, self.precision)
+        if self.rank == 0:
+            save_encoder_and_heads(self.model, cfg, epoch, self.out)
         return row
 
-    return engine.Loop(
-        out=out,
-        cfg=cfg,
-        optimizer=opt,
-        generator=gen,
-        batches=batches,
-        step=step,
-        end_epoch=end_epoch,
-        state=lambda: {"model": model.state_dict()},
-        scalars=lambda r: {
-            f"loss/{METHODS[cfg.method].loss}": r["loss"],
-            "lr": r["lr"],
-            "knn/val_auroc": r.get("knn_val_auroc", math.nan),
-            "knn/val_accuracy": r.get("knn_val_accuracy", math.nan),
-            "knn/few_label_val_auroc": r.get("knn_few_val_auroc", math.nan),
-            "time/epoch_s": r["epoch_time_s"],
-        },
-        after_step=lambda epoch, i: model.after_step(
-            (epoch * steps + i + 1) / (cfg.epochs * steps)
-        ),
-        postfix=lambda r: {
-            "loss": f"{r['loss']:.4f}",
-            "knn_auroc": f"{r.get('knn_val_auroc', float('nan')):.4f}",
-        },
-        desc=f"{cfg.method} {cfg.dataset}",
-        hint=f"lower --lr{' or raise --temperature' if cfg.method in ('simclr', 'moco') else ''}",
-        write=rank == 0,
-    )
+    def loop(self, optimizer: torch.optim.Optimizer) -> engine.Loop:
+        cfg = self.cfg
+        temperature = " or raise --temperature" if cfg.method in ("simclr", "moco") else ""
+        return engine.Loop(
+            out=self.out,
+            cfg=cfg,
+            optimizer=optimizer,
+            generator=self.gen,
+            batches=self.batches,
+            step=self.step,
+            end_epoch=self.end_epoch,
+            state=lambda: {"model": self.model.state_dict()},
+            scalars=lambda r: _scalars(cfg, r),
+            after_step=self.after_step,
+            postfix=lambda r: {
+                "loss": f"{r['loss']:.4f}",
+                "knn_auroc": f"{r.get('knn_val_auroc', float('nan')):.4f}",
+            },
+            desc=f"{cfg.method} {cfg.dataset}",
+            hint=f"lower --lr{temperature}",
+            write=self.rank == 0,
+        )
+
+
+def _scalars(cfg: PretrainConfig, r: dict) -> dict:
+    """TensorBoard scalars of one history row."""
+    return {
+        f"loss/{METHODS[cfg.method].loss}": r["loss"],
+        "lr": r["lr"],
+        "knn/val_auroc": r.get("knn_val_auroc", math.nan),
+        "knn/val_accuracy": r.get("knn_val_accuracy", math.nan),
+        "knn/few_label_val_auroc": r.get("knn_few_val_auroc", math.nan),
+        "time/epoch_s": r["epoch_time_s"],
+    }
 
 
 def steps_per_epoch(n: int, global_batch: int) -> int:
