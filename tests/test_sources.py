@@ -109,6 +109,35 @@ def test_folder_without_splits_gets_a_recorded_stratified_split(tmp_path, capsys
     assert len(files["test"]) == 8 and not set(files["test"]) & set(files["train"])
 
 
+def test_csv_without_a_split_column_gets_the_recorded_split(tmp_path, capsys):
+    """The documented `path,label` form (no `split`): medssl splits it 7:1:2 and records the
+    files relative to the CSV's folder (it was an internal error)."""
+    root = _tree(tmp_path / "imgs", n=20)
+    rows = ["path,label"] + [
+        f"imgs/{c}/{f.name},{c}" for c in ("a", "b") for f in sorted((root / c).iterdir())
+    ]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    csv = str(tmp_path / "labels.csv")
+    assert cli.main(["data", "--dataset", csv]) == 0
+    assert "made by medssl" in capsys.readouterr().out
+    files = sources.loaded_record(csv, 28)["split_files"]
+    assert len(files["test"]) == 8 and all(f.startswith("imgs/") for f in files["train"])
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", csv, "--positive-class", "b", "--epochs", "1", "--out", str(out)]
+    assert cli.main(argv + ["--no-progress", "--no-tensorboard", "--device", "cpu"]) == 0
+    assert json.loads((out / "data.json").read_text())["split_files"] == files
+
+
+def test_class_names_that_differ_only_in_case_need_the_exact_name(tmp_path):
+    root = _tree(tmp_path / "mine", n=20, classes=("Lesion", "lesion"))
+    info = D.dataset_info(str(root))
+    assert D.resolve_positive(info, "lesion") == 1 and D.resolve_positive(info, "Lesion") == 0
+    with pytest.raises(MedsslError, match="matches both classes"):
+        D.resolve_positive(info, "LESION")
+    other = D.dataset_info(str(_tree(tmp_path / "other", n=20, classes=("benign", "Lesion"))))
+    assert D.resolve_positive(other, "lesion") == 0  # one case-folded match is still found
+
+
 def test_train_records_the_split_and_evaluate_refuses_changed_data(tmp_path, capsys):
     root = _tree(tmp_path / "mine", n=20)
     out = tmp_path / "run"
@@ -230,6 +259,8 @@ def test_study_on_own_data_with_cross_dataset_pretraining(exported, data_root, t
 
 
 BAD = {
+    "device link": lambda r: (_tree(r), (r / "a" / "img999.png").symlink_to("/dev/zero")),
+    "class link": lambda r: (_tree(r, classes=("a",)), (r / "b").symlink_to(r / "a")),
     "one class": lambda r: _tree(r, classes=("a",)),
     "three classes": lambda r: _tree(r, classes=("a", "b", "c")),
     "empty class": lambda r: (_tree(r), shutil.rmtree(r / "b"), (r / "b").mkdir()),
@@ -249,6 +280,8 @@ BAD_REASON = {
     "three classes": "found 3",
     "empty class": "no images",
     "corrupt image": "img001.png: not a readable image",
+    "device link": "img999.png: not a regular file",
+    "class link": "are the same folder or one holds the other",
     "float image": "floating-point",
     "splits incomplete": "not all of train, val and test",
     "classes differ by split": "differ from train",

@@ -75,8 +75,17 @@ def resolve_positive(info: DatasetInfo, positive: int | str | None) -> int:
         return info.default_positive
     if info.name not in DATASETS:  # a user's classes: the name first, then the label number
         for label, name in info.label_names.items():
-            if str(positive).lower() == name.lower():
+            if str(positive) == name:
                 return label
+        wanted = str(positive).lower()
+        folded = [k for k, name in info.label_names.items() if name.lower() == wanted]
+        if len(folded) > 1:
+            raise MedsslError(
+                f"--positive-class {positive!r} matches both classes of {info.name} but for "
+                f"case ({names}); give the exact name"
+            )
+        if folded:
+            return folded[0]
         if str(positive) in ("0", "1"):
             return int(positive)
         raise MedsslError(f"--positive-class {positive!r} is not a class of {info.name}: {names}")

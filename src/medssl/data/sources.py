@@ -22,6 +22,7 @@ import csv
 import hashlib
 import json
 import os
+import stat
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -98,7 +99,16 @@ def images_under(folder: Path) -> tuple[list[Path], list[Path]]:
             if name.startswith("."):
                 continue
             p = Path(dirpath) / name
-            (images if p.suffix.lower() in IMAGE_SUFFIXES else other).append(p)
+            if p.suffix.lower() not in IMAGE_SUFFIXES:
+                other.append(p)
+                continue
+            try:  # a link to a device or a pipe would never end when it is hashed or decoded
+                regular = stat.S_ISREG(os.stat(p).st_mode)
+            except OSError as exc:
+                raise MedsslError(f"{p}: cannot be read ({exc.strerror})") from None
+            if not regular:
+                raise MedsslError(f"{p}: not a regular file (a device, pipe or socket)")
+            images.append(p)
     return sorted(images), sorted(other)
 
 
@@ -112,6 +122,12 @@ def _class_folders(root: Path, where: str) -> tuple[list[str], dict[str, list[Pa
         found = ", ".join(classes) or "none"
         raise MedsslError(
             f"{where}: expected two class folders (binary task), found {len(classes)}: {found}"
+        )
+    real = [(root / c).resolve() for c in classes]
+    if real[0] == real[1] or real[0] in real[1].parents or real[1] in real[0].parents:
+        raise MedsslError(
+            f"{where}: the class folders {classes[0]} and {classes[1]} are the same folder or one "
+            "holds the other (a link?); each image must belong to one class"
         )
     files, ignored = {}, []
     for c in classes:
@@ -454,9 +470,10 @@ def load_labelled(dataset: str, size: int, log=print) -> dict[str, tuple[np.ndar
         for line in lines:
             log(line)
     _LOADED[(str(listing.source), size)] = record
-    if listing.made_split:
+    if listing.made_split:  # paths relative to the folder, or to the CSV's folder
+        base = listing.source if listing.source.is_dir() else listing.source.parent
         record["split_files"] = {
-            s: [str(p.relative_to(listing.source)) for p in listing.files[s]] for s in SPLITS
+            s: [os.path.relpath(p, base) for p in listing.files[s]] for s in SPLITS
         }
     return out
 
