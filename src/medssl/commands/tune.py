@@ -237,7 +237,7 @@ def _check_joined(cfg: TuneConfig, storage, search: dict) -> None:
 def tune(cfg: TuneConfig, resume: bool = False, log=print) -> dict:
     """Run (or resume, or join) the search until `cfg.trials` trials are finished; write
     trials.csv, pareto.png, recipe.yaml and tune.json (last: marks a finished run)."""
-    positive_label(cfg)  # a bad --positive-class is refused before anything is claimed
+    positive = positive_label(cfg)  # a bad --positive-class is refused before the claim
     claimed = claim(cfg, resume)
     out = claimed.path
     if claimed.action == "finished":
@@ -246,14 +246,13 @@ def tune(cfg: TuneConfig, resume: bool = False, log=print) -> dict:
             log(f"{out} already holds this finished tune run; nothing to do")
             return done
         claimed = dataclasses.replace(claimed, action="resume")  # more trials asked: go on
-    positive = D.resolve_positive(D.dataset_info(cfg.dataset), cfg.positive_class)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage, search = _storage(cfg, out), _search(cfg, positive)  # before the data is decoded
+    _check_joined(cfg, storage, search)
     arrays = D.load_arrays(cfg.dataset, cfg.data_root)  # bad data fails here, before any write
     labels = np.concatenate([arrays["train"][1], arrays["val"][1]]) == positive
     if min(labels.sum(), (~labels).sum()) < 2 * cfg.folds:
         raise MedsslError(f"--folds {cfg.folds}: a class of train+val has too few images")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage, search = _storage(cfg, out), _search(cfg, positive)
-    _check_joined(cfg, storage, search)
     start = time.perf_counter()
     with open_run(claimed, cfg):
         (out / MARKERS["tune"]).unlink(missing_ok=True)  # the marker returns when the search ends

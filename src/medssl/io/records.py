@@ -71,8 +71,13 @@ def load_runs(run_dirs: list[Path | str]) -> list[dict]:
     return runs
 
 
-WHAT = {"pretrain": "pretrain summary", "probe": "probe summary", "study": "study summary"}
-WHAT |= {"tune": "tune summary", "train": "metrics"}
+WHAT = {  # how a refusal names each command's finish marker
+    "train": "metrics",
+    "pretrain": "pretrain summary",
+    "probe": "probe summary",
+    "study": "study summary",
+    "tune": "tune summary",
+}
 
 
 def read_result(run: Path, command: str, require: tuple[str, ...] = ()) -> dict:
