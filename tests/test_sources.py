@@ -88,7 +88,9 @@ def test_train_probe_evaluate_identical_from_npz_folder_and_csv(exported, data_r
         record = json.loads((out / "data.json").read_text())
         assert record["classes"] == ["malignant", "normal-benign"]
         assert record["n"] == {"train": 546, "val": 78, "test": 156}
-    assert not (ref_train / "data.json").exists()  # MedMNIST names need no record
+    medmnist = json.loads((ref_train / "data.json").read_text())  # a name: the preprocessing only
+    assert medmnist["kind"] == "medmnist" and medmnist["preprocessing"]["bits"] == 8
+    assert record["preprocessing"] == medmnist["preprocessing"]  # the same replay record
 
 
 def test_folder_without_splits_gets_a_recorded_stratified_split(tmp_path, capsys):
@@ -176,23 +178,21 @@ def test_conversions_are_counted_and_logged(tmp_path, capsys):
     for i in range(10):
         _png(root / "x" / f"rgb{i}.png", rng.integers(0, 256, (40, 30, 3), np.uint8))
         _png(root / "y" / f"rgba{i}.png", rng.integers(0, 256, (28, 28, 4), np.uint8))
-    for i in range(10):
-        img = Image.fromarray(rng.integers(0, 65536, (28, 28)).astype(np.uint16))
-        img.save(root / "x" / f"deep{i}.png")
         _png(root / "y" / f"grey{i}.jpg", rng.integers(0, 256, (64, 64), np.uint8))
     arrays = D.load_arrays(str(root))
     log = capsys.readouterr().out
-    assert "RGB to grey" in log and "alpha dropped" in log and "16-bit to 8-bit" in log
-    assert "resized from 30x40" in log and "resized from 64x64" in log
+    assert "RGB to grey" in log and "alpha dropped" in log
+    assert "pad 30x40 to square" in log and "resized from 64x64" in log
     assert all(a.shape[1:] == (28, 28) and a.dtype == np.uint8 for a, _ in arrays.values())
-    deep = np.asarray(Image.open(root / "x" / "deep0.png")).astype(np.uint32)
-    got, tags = sources.decode(root / "x" / "deep0.png", 28)
-    assert np.array_equal(got, ((deep * 255 + 32767) // 65535).astype(np.uint8))
-    assert tags == ["16-bit to 8-bit"]
-    rgb, _ = sources.decode(root / "x" / "rgb0.png", 40)  # as PIL's luma
+    stretch = D.Preprocessing(size=40, aspect="stretch")
+    rgb, _ = sources.decode(root / "x" / "rgb0.png", stretch)  # as PIL's luma, then Lanczos
     pil = np.asarray(Image.open(root / "x" / "rgb0.png").convert("L").resize((40, 40),
                      Image.Resampling.LANCZOS))  # fmt: skip
     assert np.array_equal(rgb, pil)
+    deep = rng.integers(0, 65536, (28, 28)).astype(np.uint16)
+    Image.fromarray(deep).save(root / "x" / "deep0.png")
+    with pytest.raises(MedsslError, match="mixed bit depths in one source"):
+        D.load_arrays(str(root))
 
 
 def test_the_cache_is_keyed_by_content(tmp_path, capsys):

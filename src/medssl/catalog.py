@@ -73,6 +73,8 @@ USER_MODALITY = "unknown"
 USER_RECIPE = {"stem": "imagenet", "epochs": 30}
 SPLITS = ("train", "val", "test")
 SIZES = (28, 64, 128, 224)  # the official MedMNIST(+) image sizes
+INTENSITIES = ("bits", "range", "percentile", "window")  # 16-bit to 8-bit (data/preprocess.py)
+ASPECTS = ("pad", "crop", "stretch")  # non-square images to square (data/preprocess.py)
 DATA_ROOT_ENV = "MEDSSL_DATA_ROOT"
 
 

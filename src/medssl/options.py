@@ -180,6 +180,42 @@ Resize = Annotated[
     int | None,
     Field(ge=8, le=1024, description="resize images on the device to this many pixels (8-1024)"),
 ]
+def _window(value: Any) -> Any:
+    """'40,400' (or [40, 400]) -> (40.0, 400.0): a VOI window, width >= 1 (DICOM PS3.3)."""
+    if value is None:
+        return None
+    parts = value.split(",") if isinstance(value, str) else value
+    try:
+        c, w = (float(p) for p in parts)
+    except (TypeError, ValueError):
+        raise ValueError(f"{value!r} is not CENTRE,WIDTH (two numbers)") from None
+    if not (math.isfinite(c) and math.isfinite(w)):
+        raise ValueError("centre and width must be finite numbers")
+    if w < 1:
+        raise ValueError(f"width {w:g} must be >= 1 (DICOM PS3.3 C.11.2.1.2)")
+    return [c, w]
+
+
+Intensity = Annotated[
+    Literal[catalog.INTENSITIES],
+    Field(
+        description="16-bit images to 8 bits: `bits` (top 8 of the bits the training images "
+        "use) \\| `range` (dtype range) \\| `percentile` (per image 0.5-99.5) \\| `window` "
+        "(--window); docs/own-data.md"
+    ),
+]
+Window = Annotated[
+    list[float] | None,
+    BeforeValidator(_window),
+    Field(
+        description="VOI window CENTRE,WIDTH for DICOM (instead of the file's) and for "
+        "`--intensity window`"
+    ),
+]
+Aspect = Annotated[
+    Literal[catalog.ASPECTS],
+    Field(description="non-square images: `pad` (to square, black) \\| `crop` (centre) \\| `stretch`"),
+]
 Device = Annotated[
     str, Field(description="`auto` \\| `cpu` \\| `cuda` \\| `cuda:N`"), AfterValidator(_device)
 ]
@@ -260,6 +296,12 @@ class Options(BaseModel):
                 if isinstance(value, bool) and field and not _field_type_is_bool(field.annotation):
                     data = {**data, key: str(value).lower()}
         return data
+
+    @model_validator(mode="after")
+    def _window_given(self) -> Options:
+        if getattr(self, "intensity", None) == "window" and getattr(self, "window", 1) is None:
+            raise ValueError("--intensity window needs --window CENTRE,WIDTH")
+        return self
 
     @classmethod
     def parse(
@@ -441,6 +483,9 @@ class TrainConfig(Options):
     )
     size: Size = 28
     resize: Resize = None
+    intensity: Intensity = "bits"
+    window: Window = None
+    aspect: Aspect = "pad"
     augment: str = opt(
         "light",
         "augmentation preset: `none` \\| `light` \\| `simclr-xray` \\| `simclr-ultrasound` "
@@ -568,6 +613,9 @@ class PretrainConfig(Options):
     seed: Seed = opt(0, "seed of init, shuffling and augmentation")
     size: Size = 28
     resize: Resize = None
+    intensity: Intensity = "bits"
+    window: Window = None
+    aspect: Aspect = "pad"
     precision: Precision = "auto"
     device: Device = "auto"
     knn_k: int = opt(20, "neighbours of the kNN monitor", ge=1, le=10000)
@@ -661,6 +709,9 @@ class ProbeConfig(Options):
     positive_class: PositiveClass = None
     size: Size = 28
     resize: Resize = None
+    intensity: Intensity = "bits"
+    window: Window = None
+    aspect: Aspect = "pad"
     precision: Precision = "auto"
     device: Device = "auto"
     eval_batch_size: EvalBatch = 512

@@ -202,7 +202,9 @@ def _image_checks(run: ClassifierRun, result: dict, test: dict, k: int, seed: in
     tc = run.cfg
     device = resolve_device(tc.device)
     label_names = D.class_names(tc.dataset, run.path)
-    split = D.load_splits(tc.dataset, tc.data_root, run.positive, tc.size, device)["test"]
+    prep = D.recorded_preprocessing(run.path, tc.size)
+    split = D.load_splits(tc.dataset, tc.data_root, run.positive, tc.size, device, prep=prep)
+    split = split["test"]
     D.check_same_data(run.path, tc.dataset, tc.size)
     if not np.array_equal(split.targets.cpu().numpy().astype(int), test["target"]):
         raise MedsslError(f"{run.path}: test labels differ from predictions.csv (other data?)")

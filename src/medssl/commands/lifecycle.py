@@ -26,13 +26,28 @@ def positive_label(opts) -> int:
     return D.resolve_positive(D.dataset_info(opts.dataset), opts.positive_class)
 
 
+def preprocessing(opts) -> D.Preprocessing:
+    """The preprocessing a command's options describe (size, intensity, window, aspect)."""
+    window = getattr(opts, "window", None)
+    return D.Preprocessing(
+        size=getattr(opts, "size", 28),
+        intensity=getattr(opts, "intensity", "bits"),
+        window=tuple(window) if window else None,
+        aspect=getattr(opts, "aspect", "pad"),
+    )
+
+
 def data_record(opts) -> dict | None:
-    """data.json of a run on a user's source (classes, split, counts, content digest): what
-    this process loaded; None for MedMNIST names."""
+    """data.json of a run: the preprocessing it applied (replayed by evaluate and predict) and,
+    for a user's source, what this process loaded (classes, split, grouping, counts, content
+    digest). None for commands without a dataset."""
     dataset = getattr(opts, "dataset", None)
-    if not dataset or not is_path(dataset):
+    if not dataset:
         return None
-    return loaded_record(dataset, getattr(opts, "size", 28))
+    if is_path(dataset):
+        return loaded_record(dataset, getattr(opts, "size", 28))
+    prep = preprocessing(opts).with_bits(8)  # MedMNIST's files: 8-bit at the run's size
+    return {"source": dataset, "kind": "medmnist", "preprocessing": prep.record()}
 
 
 @contextlib.contextmanager

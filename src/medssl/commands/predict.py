@@ -1,9 +1,10 @@
 """`medssl predict RUN_DIR INPUT...`: score new images with a trained classifier.
 
-Inputs are image files (PNG, JPEG, BMP, TIFF), folders of them (not recursive), or arrays of
-uint8 images: `.npy`, or `.npz` with one images array (`FILE.npz:KEY` picks one, e.g.
-`pneumoniamnist.npz:test_images`). Each image is read with the classifier's channels (grayscale
-for MedMNIST) and, if its size differs from the run's, resized with bicubic interpolation (PIL).
+Inputs are image files (PNG, JPEG, BMP, TIFF, 16-bit PNG/TIFF, DICOM), folders of them (not
+recursive), or arrays of uint8/uint16 images: `.npy`, or `.npz` with one images array
+(`FILE.npz:KEY` picks one, e.g. `pneumoniamnist.npz:test_images`). Each image goes through the
+run's recorded preprocessing (data.json: intensity mapping, DICOM window, aspect, Lanczos resize
+to the run's size; `medssl.data.preprocess`), the same function training used.
 The output CSV has, per image, the logit and the probability of the run's positive class; when
 `medssl evaluate` has run, also the temperature-scaled probability and a decision at each of
 its operating points. Everything there was fitted on validation: predict applies it, never refits.
@@ -17,17 +18,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from medssl import data as D
 from medssl.calibration import sigmoid
 from medssl.commands.evaluate import load_classifier_run, read_evaluation
 from medssl.errors import MedsslError
-from medssl.io.artifacts import read_arrays, read_image, reading, write_csv
+from medssl.data.preprocess import is_dicom
+from medssl.data.sources import IMAGE_SUFFIXES, convert_array
+from medssl.io.artifacts import read_arrays, reading, write_csv
 from medssl.io.rundir import check_output_file
 from medssl.runtime import predict_logits, resolve_device
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 HEADER = b"source,index,logit,probability"  # the CSV predict writes starts so
 MAX_IMAGES = 2_000_000  # one call; beyond it, split the inputs
 
@@ -39,14 +40,6 @@ def _ours(path: Path) -> bool:
             return f.read(len(HEADER)) == HEADER
     except OSError:
         return False
-
-
-def _fit(img: Image.Image, size: int, in_channels: int) -> np.ndarray:
-    """PIL image (already in the classifier's mode) -> uint8 (C, size, size)."""
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.Resampling.BICUBIC)
-    a = np.asarray(img, dtype=np.uint8)
-    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
 
 def _array_images(path: Path, key: str | None) -> np.ndarray:
@@ -69,21 +62,6 @@ def _npz_keys(path: Path) -> list[str]:
         return [n.removesuffix(".npy") for n in z.namelist()]
 
 
-def _from_array(a: np.ndarray, where: str, size: int, in_channels: int) -> np.ndarray:
-    if a.dtype != np.uint8:
-        raise MedsslError(f"{where}: expected uint8 images (0-255), got {a.dtype}")
-    if a.ndim == 2:
-        a = a[None]
-    if a.ndim == 4 and a.shape[-1] in (1, 3):
-        a = a[..., 0] if a.shape[-1] == 1 else a
-    if not (a.ndim == 3 or (a.ndim == 4 and a.shape[-1] == 3)) or 0 in a.shape:
-        raise MedsslError(f"{where}: expected images (N, H, W) or (N, H, W, 1|3), got {a.shape}")
-    if a.ndim == 3 and a.shape[1:] == (size, size) and in_channels == 1:
-        return a[:, None]  # the common case: MedMNIST-sized grayscale, no conversion
-    mode = "L" if in_channels == 1 else "RGB"
-    return np.stack([_fit(Image.fromarray(img).convert(mode), size, in_channels) for img in a])
-
-
 def _files(spec: str) -> tuple[list[Path], str | None]:
     """The files an input names (a folder: its images, not recursive) and an npz key."""
     path, key = Path(spec), None
@@ -91,7 +69,11 @@ def _files(spec: str) -> tuple[list[Path], str | None]:
         head, key = spec.rsplit(":", 1)
         path = Path(head)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(
+            p
+            for p in path.iterdir()
+            if p.is_file() and (p.suffix.lower() in IMAGE_SUFFIXES or is_dicom(p))
+        )
         if not files:
             raise MedsslError(f"{path}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
         return files, key
@@ -101,21 +83,22 @@ def _files(spec: str) -> tuple[list[Path], str | None]:
 
 
 def load_inputs(
-    inputs: list[str], size: int, in_channels: int = 1
+    inputs: list[str], prep: D.Preprocessing | int
 ) -> tuple[np.ndarray, list[tuple[str, int]]]:
-    """Images (N, C, size, size) uint8 and each one's (source, index within the source)."""
+    """Images (N, 1, size, size) uint8 by the run's preprocessing, and each one's (source,
+    index within the source)."""
+    prep = prep if isinstance(prep, D.Preprocessing) else D.Preprocessing(size=int(prep))
     images: list[np.ndarray] = []
     sources: list[tuple[str, int]] = []
-    mode = "L" if in_channels == 1 else "RGB"
     for spec in inputs:
         files, key = _files(spec)
         for f in files:
             if f.suffix.lower() in (".npy", ".npz"):
-                a = _from_array(_array_images(f, key), str(f), size, in_channels)
-                images.append(a)
+                a = convert_array(_array_images(f, key), prep, str(f))
+                images.append(a[:, None])
                 sources += [(str(f), i) for i in range(len(a))]
             else:
-                images.append(_fit(read_image(f, mode), size, in_channels)[None])
+                images.append(D.read_file(f, prep)[None, None])
                 sources.append((str(f), 0))
             if len(sources) > MAX_IMAGES:
                 raise MedsslError(f"more than {MAX_IMAGES} images in one call; split the inputs")
@@ -143,7 +126,7 @@ def predict_run(
         temperature, rules = read_evaluation(run.path / "evaluation.json")
         thresholds |= rules
     dev = resolve_device(device)
-    images, sources = load_inputs(inputs, cfg.size, 1)
+    images, sources = load_inputs(inputs, D.recorded_preprocessing(run.path, cfg.size))
     model = run.model.to(dev, memory_format=torch.channels_last)
     logits = predict_logits(
         model, torch.from_numpy(images).to(dev), cfg.eval_batch_size, cfg.resize, cfg.precision

@@ -28,7 +28,7 @@ from medssl import data as D
 from medssl import engine, plots
 from medssl.augment import two_views
 from medssl.catalog import METHOD_TITLES, METHODS
-from medssl.commands.lifecycle import open_run
+from medssl.commands.lifecycle import open_run, preprocessing
 from medssl.data import pools
 from medssl.io.artifacts import read_json, write_json
 from medssl.io.records import read_result
@@ -94,6 +94,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
         device,
         cfg.download,
         cfg.verify_md5,
+        preprocessing(cfg),
     )
     images, seen = pretraining_images(cfg, splits, say)
     torch.manual_seed(cfg.seed)
@@ -306,7 +307,7 @@ def pretraining_images(cfg: PretrainConfig, splits: dict, log) -> tuple[torch.Te
     train = splits["train"]
     if not cfg.unlabeled:  # labels are never read by the training step
         return train.images, [{"source": cfg.dataset, "kind": "train split", "n": len(train)}]
-    pool, seen = pools.load_pool(cfg.unlabeled, cfg.data_root, cfg.size, log)
+    pool, seen = pools.load_pool(cfg.unlabeled, cfg.data_root, preprocessing(cfg), log)
     arrays = {s: (splits[s].images[:, 0].cpu().numpy(), None) for s in D.SPLITS}
     pools.check_pool(pool, arrays, cfg.dataset)
     return torch.from_numpy(pool).unsqueeze(1).to(train.images.device), seen

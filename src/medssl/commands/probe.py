@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from medssl import data as D
 from medssl import plots
-from medssl.commands.lifecycle import positive_label, start, tracked
+from medssl.commands.lifecycle import positive_label, preprocessing, start, tracked
 from medssl.errors import MedsslError
 from medssl.io.artifacts import atomic_path, write_csv, write_json, write_text
 from medssl.io.records import read_result
@@ -122,7 +122,9 @@ def probe(cfg: ProbeConfig, resume: bool = False, log=print) -> dict:
     out = claimed.path
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
-    splits = D.load_splits(cfg.dataset, cfg.data_root, positive, cfg.size, device)
+    splits = D.load_splits(
+        cfg.dataset, cfg.data_root, positive, cfg.size, device, prep=preprocessing(cfg)
+    )
     encoder = load_encoder(cfg.encoder, cfg.stem, log)
     if cfg.encoder == "random":
         torch.manual_seed(0)

@@ -19,7 +19,7 @@ from medssl import data as D
 from medssl import engine, plots
 from medssl.augment import augment
 from medssl.catalog import AugmentConfig
-from medssl.commands.lifecycle import start, tracked
+from medssl.commands.lifecycle import preprocessing, start, tracked
 from medssl.errors import MedsslError
 from medssl.io.artifacts import write_csv, write_json
 from medssl.io.records import read_metrics
@@ -109,7 +109,14 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     device = resolve_device(cfg.device)
     check_tracking(cfg.mlflow, Path(cfg.out))
     splits = D.load_splits(
-        cfg.dataset, cfg.data_root, positive, cfg.size, device, cfg.download, cfg.verify_md5
+        cfg.dataset,
+        cfg.data_root,
+        positive,
+        cfg.size,
+        device,
+        cfg.download,
+        cfg.verify_md5,
+        preprocessing(cfg),
     )
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, device, log)

@@ -1,6 +1,8 @@
 """Data: every dataset as the same arrays and device splits.
 
 - `medmnist`: the official MedMNIST npz files (names, MD5s, download, validation);
+- `preprocess`: the one recorded preprocessing (file or array -> model input);
+- `dicom`: DICOM files to 8-bit grey as the standard says (pydicom);
 - `sources`: a user's labelled folders, CSV files and npz arrays (listing, split, decoding, cache);
 - `pools`: unlabeled pretraining pools and the held-out-image check;
 - `splits`: `Split` on the device, stratified label subsets;
@@ -16,9 +18,11 @@ from medssl.data.load import (
     dataset_info,
     load_arrays,
     load_splits,
+    recorded_preprocessing,
     resolve_positive,
 )
 from medssl.data.medmnist import dataset_summary, default_data_root, load_official
+from medssl.data.preprocess import Preprocessing, read_file
 from medssl.data.splits import Split, class_counts, stratified_subset, to_split
 
 __all__ = [
@@ -26,6 +30,7 @@ __all__ = [
     "DATA_ROOT_ENV",
     "SPLITS",
     "DatasetInfo",
+    "Preprocessing",
     "Split",
     "check_same_data",
     "class_counts",
@@ -36,6 +41,8 @@ __all__ = [
     "load_arrays",
     "load_official",
     "load_splits",
+    "read_file",
+    "recorded_preprocessing",
     "resolve_positive",
     "stratified_subset",
     "to_split",

@@ -14,6 +14,7 @@ import torch
 
 from medssl.catalog import DATASETS, SIZES, SPLITS, USER_MODALITY, USER_RECIPE, DatasetInfo
 from medssl.data.medmnist import load_official
+from medssl.data.preprocess import Preprocessing
 from medssl.data.sources import list_source, load_labelled, loaded_record
 from medssl.data.splits import Split, to_split
 from medssl.errors import MedsslError
@@ -63,6 +64,19 @@ def check_same_data(run_dir: Path, dataset: str, size: int) -> None:
         )
 
 
+def recorded_preprocessing(run_dir: Path, size: int) -> Preprocessing:
+    """The preprocessing a run folder recorded (data.json), replayed by evaluate and predict;
+    a run made before it was recorded read 16-bit over the dtype range and stretched."""
+    path = run_dir / "data.json"
+    before = Preprocessing(size=size, intensity="range", aspect="stretch")
+    if not path.is_file():
+        return before
+    record = read_json(path, "data record")
+    if "preprocessing" not in record:
+        return before
+    return Preprocessing.from_record(record["preprocessing"], str(path))
+
+
 def resolve_positive(info: DatasetInfo, positive: int | str | None) -> int:
     """Map a `--positive-class` value (label int, label name, or None) to a label int."""
     names = ", ".join(f"{k} = {v}" for k, v in info.label_names.items())
@@ -109,19 +123,22 @@ def load_arrays(
     size: int = 28,
     download: bool = False,
     verify_md5: bool = False,
+    prep: Preprocessing | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Load all three splits of a MedMNIST name (its official npz file) or of a user's source
     (a folder, CSV or npz: `medssl.data.sources`).
 
     Returns ``{split: (images uint8 (N, H, W), labels int64 (N,))}`` after validating file
     presence, keys, shapes, dtypes and binary labels. Raises MedsslError with one line naming
-    the file and the problem. `download` fetches a missing file through `medmnist`.
+    the file and the problem. `download` fetches a missing file through `medmnist`. `prep`
+    (default: the default preprocessing at `size`) turns a user's files into the arrays;
+    MedMNIST's files are already 8-bit at their size.
     """
     if name not in DATASETS:
         dataset_info(name)  # a clear error for what is neither a MedMNIST name nor a source
         if size not in SIZES:
             raise MedsslError(f"--size must be one of {SIZES}, got {size}")
-        return load_labelled(name, size)
+        return load_labelled(name, prep if prep is not None else Preprocessing(size=size))
     return load_official(name, root, size, download, verify_md5)
 
 
@@ -133,8 +150,9 @@ def load_splits(
     device: torch.device | str = "cpu",
     download: bool = False,
     verify_md5: bool = False,
+    prep: Preprocessing | None = None,
 ) -> dict[str, Split]:
-    """Load train/val/test of a binary MedMNIST dataset onto `device`."""
+    """Load train/val/test of a binary MedMNIST dataset or a user's source onto `device`."""
     pos = resolve_positive(dataset_info(name), None) if positive is None else positive
-    arrays = load_arrays(name, root, size=size, download=download, verify_md5=verify_md5)
+    arrays = load_arrays(name, root, size, download, verify_md5, prep)
     return {s: to_split(s, *arrays[s], pos, torch.device(device)) for s in SPLITS}

@@ -8,27 +8,33 @@ from pathlib import Path
 import numpy as np
 
 from medssl.data.load import load_arrays
+from medssl.data.preprocess import Preprocessing
 from medssl.data.sources import (
+    as_prep,
     convert_array,
     decode_files,
     image_hashes,
     images_under,
     is_path,
+    resolve_bits,
 )
 from medssl.errors import MedsslError
 from medssl.io.artifacts import expand, read_arrays
 
 
-def load_pool(sources: list[str], data_root, size: int, log=print) -> tuple[np.ndarray, list[dict]]:
+def load_pool(
+    sources: list[str], data_root, size: int | Preprocessing, log=print
+) -> tuple[np.ndarray, list[dict]]:
     """Images of an unlabeled pretraining pool, (N, size, size) uint8, and what each source gave.
 
     A source is a MedMNIST name (its training split), a folder of images (any depth; labels and
     folder names unused), or an .npz/.npy array (MedMNIST layout: its train_images; else its
-    only array)."""
+    only array). `size` may be the run's Preprocessing (16-bit folders: bits found per source)."""
+    prep = as_prep(size)
     parts, seen = [], []
     for src in sources:
         if not is_path(src):
-            images = load_arrays(src, data_root, size=size)["train"][0]
+            images = load_arrays(src, data_root, prep.size, prep=prep)["train"][0]
             kind = "train split"
         else:
             path = expand(src)
@@ -36,9 +42,10 @@ def load_pool(sources: list[str], data_root, size: int, log=print) -> tuple[np.n
                 files, other = images_under(path)
                 if not files:
                     raise MedsslError(f"--unlabeled {path}: no images in this folder")
-                images, kind = decode_files(files, size, log, f"{path}"), "folder"
+                folder_prep = resolve_bits(files, files, prep, log)
+                images, kind = decode_files(files, folder_prep, log, f"{path}"), "folder"
             elif path.is_file() and path.suffix.lower() in (".npz", ".npy"):
-                images, kind = convert_array(_pool_array(path), size, str(path)), "array"
+                images, kind = convert_array(_pool_array(path), prep, str(path)), "array"
             elif path.exists():
                 raise MedsslError(f"--unlabeled {path}: not a folder, .npz or .npy file")
             else:

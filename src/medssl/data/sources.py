@@ -29,12 +29,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from medssl.catalog import DATASETS, SPLITS
+from medssl.data.preprocess import (
+    Preprocessing,
+    bit_depth,
+    decode_image,
+    is_dicom,
+    prepare,
+    read_file,
+)
 from medssl.errors import MedsslError
 from medssl.io.artifacts import (
-    MAX_IMAGE_PIXELS,
     TEMP_SUFFIX,
     expand,
     read_arrays,
@@ -43,11 +50,23 @@ from medssl.io.artifacts import (
 
 SPLIT_FRACTIONS = {"val": 0.1, "test": 0.2}  # MedMNIST's 7:1:2; train takes the rest
 SPLIT_SEED = 0
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm"}
+IMAGE_SUFFIXES = {
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".gif",
+    ".webp",
+    ".pgm",
+    ".dcm",
+    ".dicom",
+}
 CACHE_ENV = "MEDSSL_CACHE"
 LARGE_FILE = 16 * 1024  # bytes: files this large on average are decoded in threads
 CHUNK = 2048  # images decoded per chunk (bounds the memory held outside the cache array)
-FORMAT = 1  # bump when decoding changes: old cache entries are then ignored
+FORMAT = 2  # bump when decoding changes: old cache entries are then ignored
 
 
 @dataclass
@@ -61,6 +80,8 @@ class Listing:
     files: dict[str, list[Path]] = field(default_factory=dict)  # folder/csv: split -> paths
     made_split: bool = False
     ignored: list[Path] = field(default_factory=list)  # files skipped: not images by suffix
+    groups: dict[str, list[str]] | None = None  # split -> patient of each image (if known)
+    grouped_by: str | None = None  # "patient column" | "DICOM PatientID"
 
     def record(self) -> dict:
         """What a run folder records about its data (data.json)."""
@@ -72,6 +93,11 @@ class Listing:
             if self.made_split
             else "from the data",
             "n": {s: int(len(v)) for s, v in self.labels.items()},
+            "grouping": "none (each image on its own)"
+            if self.groups is None
+            else f"by patient ({self.grouped_by}): "
+            + ", ".join(f"{s} {len(set(g))}" for s, g in self.groups.items())
+            + " patients; no patient in two splits",
         }
 
 
@@ -91,7 +117,8 @@ def cache_dir() -> Path:
 
 
 def images_under(folder: Path) -> tuple[list[Path], list[Path]]:
-    """Image files (by suffix) at any depth under `folder`, sorted; and the other files."""
+    """Image files (by suffix; DICOM also without one) at any depth under `folder`, sorted; and
+    the other files."""
     images, other = [], []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -99,7 +126,7 @@ def images_under(folder: Path) -> tuple[list[Path], list[Path]]:
             if name.startswith("."):
                 continue
             p = Path(dirpath) / name
-            if p.suffix.lower() not in IMAGE_SUFFIXES:
+            if p.suffix.lower() not in IMAGE_SUFFIXES and not (not p.suffix and is_dicom(p)):
                 other.append(p)
                 continue
             try:  # a link to a device or a pipe would never end when it is hashed or decoded
@@ -133,7 +160,7 @@ def _class_folders(root: Path, where: str) -> tuple[list[str], dict[str, list[Pa
     for c in classes:
         images, other = images_under(root / c)
         if not images:
-            raise MedsslError(f"{root / c}: no images (png, jpg, bmp, tif, gif, webp, pgm)")
+            raise MedsslError(f"{root / c}: no images (png, jpg, bmp, tif, gif, webp, pgm, dcm)")
         files[c], ignored = images, ignored + other
     return classes, files, ignored
 
@@ -152,10 +179,22 @@ def _list_folder(root: Path) -> Listing:
         labels = np.array([i for i, c in enumerate(classes) for _ in per_class[c]], np.int64)
         order = sorted(range(len(paths)), key=lambda i: (paths[i].name, str(paths[i])))
         paths, labels = [paths[i] for i in order], labels[order]
-        split = make_split(labels)
+        patients = dicom_patients(paths)
+        split = make_split(labels, patients)
         files = {s: [paths[i] for i in split[s]] for s in SPLITS}
         lab = {s: labels[split[s]] for s in SPLITS}
-        return Listing(root, "folder", tuple(classes), lab, files, True, ignored)
+        groups = None if patients is None else {s: [patients[i] for i in split[s]] for s in SPLITS}
+        return Listing(
+            root,
+            "folder",
+            tuple(classes),
+            lab,
+            files,
+            True,
+            ignored,
+            groups,
+            "DICOM PatientID" if groups else None,
+        )
     files, lab, ignored, classes = {}, {}, [], None
     for s in SPLITS:
         cls, per_class, other = _class_folders(root / s, str(root / s))
@@ -168,7 +207,54 @@ def _list_folder(root: Path) -> Listing:
         )
         files[s] = [p for p, _ in pairs]
         lab[s] = np.array([i for _, i in pairs], np.int64)
-    return Listing(root, "folder", tuple(classes), lab, files, False, ignored)
+    patients = dicom_patients([p for s in SPLITS for p in files[s]])
+    groups = None
+    if patients is not None:
+        it = iter(patients)
+        groups = {s: [next(it) for _ in files[s]] for s in SPLITS}
+        check_disjoint(groups, str(root), "DICOM PatientID")
+    return Listing(
+        root,
+        "folder",
+        tuple(classes),
+        lab,
+        files,
+        False,
+        ignored,
+        groups,
+        "DICOM PatientID" if groups else None,
+    )
+
+
+def dicom_patients(paths: list[Path]) -> list[str] | None:
+    """PatientID of each DICOM file (headers only), or None when no file names a patient."""
+    if not any(is_dicom(p) for p in paths[:64]) and not any(is_dicom(p) for p in paths):
+        return None
+    from medssl.data.dicom import patient_id  # lazy: pydicom for DICOM sources only
+
+    ids = [patient_id(p) if is_dicom(p) else None for p in paths]
+    if all(i is None for i in ids):
+        return None
+    blank = next(p for p, i in zip(paths, ids, strict=True) if i is None) if None in ids else None
+    if blank is not None:
+        raise MedsslError(
+            f"{blank}: no PatientID, where other files of the source have one; every image "
+            "needs its patient for a patient-level split"
+        )
+    return ids
+
+
+def check_disjoint(groups: dict[str, list[str]], where: str, what: str) -> None:
+    """Refuse given splits that share a patient (one patient's images in train and test)."""
+    for i, a in enumerate(SPLITS):
+        for b in SPLITS[i + 1 :]:
+            shared = sorted(set(groups[a]) & set(groups[b]))
+            if shared:
+                raise MedsslError(
+                    f"{where}: {len(shared)} patient(s) ({what}) in both {a} and {b}, e.g. "
+                    f"{shared[0]!r}; keep each patient in one split (or drop the split and let "
+                    "medssl make a patient-level one)"
+                )
 
 
 def _sorted_classes(values: set[str]) -> list[str]:
@@ -183,7 +269,7 @@ def _list_csv(path: Path) -> Listing:
         header = [h.strip() for h in reader.fieldnames or []]
         rows = [{k.strip(): (v or "").strip() for k, v in r.items() if k} for r in reader]
     if "path" not in header or "label" not in header:
-        raise MedsslError(f"{path}: needs the columns path,label[,split]; found {header}")
+        raise MedsslError(f"{path}: needs the columns path,label[,split][,patient]; found {header}")
     if not rows:
         raise MedsslError(f"{path}: no rows")
     has_split = "split" in header
@@ -197,6 +283,8 @@ def _list_csv(path: Path) -> Listing:
                 f"{path}, lines {seen[p]} and {line}: the same file {r['path']} is listed twice"
             )
         seen[p] = line
+        if "patient" in header and not r.get("patient"):
+            raise MedsslError(f"{path}, line {line}: empty patient (every row needs one)")
         if has_split and r.get("split") not in SPLITS:
             raise MedsslError(
                 f"{path}, line {line}: split {r.get('split')!r} is not train, val or test"
@@ -219,11 +307,25 @@ def _list_csv(path: Path) -> Listing:
         empty = [s for s in SPLITS if len(idx[s]) == 0]
         if empty:
             raise MedsslError(f"{path}: no rows in split {', '.join(empty)}")
-    else:
-        idx = make_split(labels)
+    patients = [r["patient"] for r in rows] if "patient" in header else None
+    if not has_split:
+        idx = make_split(labels, patients)
     files = {s: [rows[i]["file"] for i in idx[s]] for s in SPLITS}
     lab = {s: labels[idx[s]] for s in SPLITS}
-    return Listing(path, "csv", tuple(classes), lab, files, not has_split)
+    groups = None if patients is None else {s: [patients[i] for i in idx[s]] for s in SPLITS}
+    if groups and has_split:
+        check_disjoint(groups, str(path), "patient column")
+    return Listing(
+        path,
+        "csv",
+        tuple(classes),
+        lab,
+        files,
+        not has_split,
+        [],
+        groups,
+        "patient column" if groups else None,
+    )
 
 
 def _list_npz(path: Path) -> Listing:
@@ -257,8 +359,14 @@ def list_source(dataset: str) -> Listing:
     )
 
 
-def make_split(labels: np.ndarray, seed: int = SPLIT_SEED) -> dict[str, np.ndarray]:
-    """Seeded stratified train/val/test indices (7:1:2 per class), each sorted."""
+def make_split(
+    labels: np.ndarray, groups: list[str] | None = None, seed: int = SPLIT_SEED
+) -> dict[str, np.ndarray]:
+    """Seeded stratified train/val/test indices (7:1:2 per class), each sorted. With `groups`
+    (a patient per image), grouped too: sklearn's StratifiedGroupKFold in 10 folds, two to
+    test and one to val, so no patient is in two splits."""
+    if groups is not None:
+        return _grouped_split(labels, groups, seed)
     rng = np.random.default_rng(seed)
     out: dict[str, list] = {s: [] for s in SPLITS}
     for c in np.unique(labels):
@@ -267,7 +375,7 @@ def make_split(labels: np.ndarray, seed: int = SPLIT_SEED) -> dict[str, np.ndarr
         n_val = round(SPLIT_FRACTIONS["val"] * len(idx))
         if len(idx) - n_test - n_val < 1 or n_val < 1 or n_test < 1:
             raise MedsslError(
-                f"class {c} has {len(idx)} images: too few for a 7:1:2 split (needs >= 5); "
+                f"class {c} has {len(idx)} images: too few for a 7:1:2 split (needs >= 6); "
                 "give train/val/test splits yourself"
             )
         out["test"].append(idx[:n_test])
@@ -276,50 +384,80 @@ def make_split(labels: np.ndarray, seed: int = SPLIT_SEED) -> dict[str, np.ndarr
     return {s: np.sort(np.concatenate(v)) for s, v in out.items()}
 
 
+def _grouped_split(labels: np.ndarray, groups: list[str], seed: int) -> dict[str, np.ndarray]:
+    import warnings
+
+    from sklearn.model_selection import StratifiedGroupKFold  # lazy: sklearn is slow to import
+
+    n_groups = len(set(groups))
+    if n_groups < 10:
+        raise MedsslError(
+            f"{n_groups} patients: too few for a patient-level 7:1:2 split (needs >= 10); give "
+            "train/val/test splits yourself"
+        )
+    kfold = StratifiedGroupKFold(10, shuffle=True, random_state=seed)
+    fold = np.empty(len(labels), int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "least populated class" for small sets
+        for f, (_, held) in enumerate(kfold.split(np.zeros(len(labels)), labels, groups)):
+            fold[held] = f
+    out = {
+        "test": np.flatnonzero(fold < 2),
+        "val": np.flatnonzero(fold == 2),
+        "train": np.flatnonzero(fold > 2),
+    }
+    for s, idx in out.items():
+        if len(np.unique(labels[idx])) < 2:
+            raise MedsslError(
+                f"the patient-level split leaves {s} with one class ({n_groups} patients); give "
+                "train/val/test splits yourself"
+            )
+    return out
+
+
 # ---- decoding ----
 
 
-def _to_grey(arr: np.ndarray, mode: str, tags: list[str]) -> np.ndarray:
-    """A uint8 grey image from a decoded array (16-bit scaled linearly to 8 bits)."""
-    if arr.dtype == np.uint8:
-        return arr
-    if arr.dtype in (np.uint16, np.int32, np.int64, np.uint32) and arr.min() >= 0:
-        if arr.max() <= 65535:
-            tags.append("16-bit to 8-bit")
-            return ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-    raise MedsslError(f"image mode {mode} ({arr.dtype}) is not supported; save as 8/16-bit")
+def as_prep(prep: Preprocessing | int) -> Preprocessing:
+    """A Preprocessing, or the default one at size `prep`."""
+    return prep if isinstance(prep, Preprocessing) else Preprocessing(size=int(prep))
 
 
-def decode(path: Path, size: int) -> tuple[np.ndarray, list[str]]:
-    """One image file as a (size, size) uint8 grey array, and the conversions it needed."""
+def decode(path: Path, prep: Preprocessing | int) -> tuple[np.ndarray, list[str]]:
+    """One image file as a (size, size) uint8 grey array (`preprocess.read_file`), and the
+    conversions it needed."""
     tags: list[str] = []
-    try:
-        with Image.open(path) as im:
-            if im.width * im.height > MAX_IMAGE_PIXELS or 0 in im.size:
-                raise MedsslError(f"{im.width}x{im.height} pixels: empty or too large to read")
-            im.load()
-            mode = im.mode
-            if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
-                tags.append(f"{mode} to grey (alpha dropped)")
-                im = im.convert("RGBA").convert("L")
-            elif mode not in ("L", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-                tags.append(f"{mode} to grey")
-                im = im.convert("L")
-            if mode == "F":
-                raise MedsslError(f"{path}: floating-point image; save it as 8 or 16-bit")
-            arr = _to_grey(np.asarray(im), mode, tags)
-    except MedsslError as exc:
-        msg = str(exc)
-        raise MedsslError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        msg = " ".join(str(exc).split())[:120] or type(exc).__name__
-        raise MedsslError(f"{path}: not a readable image ({msg})") from None
-    if arr.ndim != 2:
-        raise MedsslError(f"{path}: unexpected image shape {arr.shape}")
-    if arr.shape != (size, size):
-        tags.append(f"resized from {arr.shape[1]}x{arr.shape[0]}")
-        arr = np.asarray(Image.fromarray(arr).resize((size, size), Image.Resampling.LANCZOS))
-    return arr, tags
+    return read_file(path, as_prep(prep), tags), tags
+
+
+def resolve_bits(paths: list[Path], train: list[Path], prep: Preprocessing, log=print):
+    """`prep` with the bits its `bits` mapping replays: 8 for 8-bit images, else the bit length
+    of the largest pixel of the `train` files. Images of mixed bit depth are refused."""
+    if prep.bits is not None:
+        return prep
+    plain = [p for p in paths if not is_dicom(p)]
+    depths = {}
+    for p in plain:
+        try:
+            depths.setdefault(bit_depth(p), p)
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+            depths.setdefault(0, p)  # unreadable: decoding names it below
+        if len(depths.keys() - {0}) > 1:
+            raise MedsslError(
+                f"mixed bit depths in one source: {depths[8]} is 8-bit, {depths[16]} is 16-bit; "
+                "convert them to one depth"
+            )
+    if 16 not in depths or prep.intensity != "bits":
+        return prep.with_bits(8)
+    top = 0
+    for p in (p for p in train if not is_dicom(p)):
+        top = max(top, int(decode_image(p, []).max()))
+    bits = max(8, top.bit_length())
+    log(
+        f"16-bit images: the training images use {bits} bits (largest pixel {top}); "
+        f"intensity 'bits' keeps their top 8"
+    )
+    return prep.with_bits(bits)
 
 
 def describe_conversions(counts: Counter, n: int) -> str:
@@ -338,20 +476,25 @@ def _file_digest(path: Path) -> bytes:
     return h.digest()
 
 
-def content_key(paths: list[Path], size: int, workers: int | None = None) -> str:
-    """Cache key: the files' bytes (in order), the size and the decoding format."""
-    h = hashlib.blake2b(f"medssl-{FORMAT}-{size}-{len(paths)}".encode(), digest_size=20)
+def content_key(paths: list[Path], prep: Preprocessing | int, workers: int | None = None) -> str:
+    """Cache key: the files' bytes (in order), the preprocessing and the decoding format."""
+    key = f"medssl-{FORMAT}-{as_prep(prep).key()}-{len(paths)}"
+    h = hashlib.blake2b(key.encode(), digest_size=20)
     with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
         for digest in pool.map(_file_digest, paths, chunksize=256):
             h.update(digest)
     return h.hexdigest()
 
 
-def decode_files(paths: list[Path], size: int, log=print, what: str = "images") -> np.ndarray:
-    """Decode `paths` into (N, size, size) uint8, through the content-keyed cache."""
+def decode_files(
+    paths: list[Path], prep: Preprocessing | int, log=print, what: str = "images"
+) -> np.ndarray:
+    """Decode `paths` into (N, size, size) uint8 by `prep`, through the content-keyed cache."""
     if not paths:
         raise MedsslError(f"no {what} to read")
-    key = content_key(paths, size)
+    prep = as_prep(prep)
+    size = prep.size
+    key = content_key(paths, prep)
     cache = cache_dir()
     target, meta = cache / f"{key}.npy", cache / f"{key}.json"
     if target.is_file() and meta.is_file():
@@ -363,7 +506,7 @@ def decode_files(paths: list[Path], size: int, log=print, what: str = "images") 
                 return np.array(arr)
         except (OSError, ValueError):
             pass  # a damaged entry is rebuilt below
-    return _decode_into_cache(paths, size, target, meta, log, what)
+    return _decode_into_cache(paths, prep, target, meta, log, what)
 
 
 def _decode_workers(paths: list[Path]) -> int:
@@ -375,8 +518,9 @@ def _decode_workers(paths: list[Path]) -> int:
     return 1 if mean < LARGE_FILE else min(8, (os.cpu_count() or 1) * 2)
 
 
-def _decode_into_cache(paths, size, target: Path, meta: Path, log, what: str) -> np.ndarray:
+def _decode_into_cache(paths, prep, target: Path, meta: Path, log, what: str) -> np.ndarray:
     counts: Counter = Counter()
+    size = prep.size
     tmp = target.with_name(f"{target.name}.{os.getpid()}{TEMP_SUFFIX}")
     out = None
     try:
@@ -385,7 +529,7 @@ def _decode_into_cache(paths, size, target: Path, meta: Path, log, what: str) ->
         with ThreadPoolExecutor(_decode_workers(paths)) as pool:
             for start in range(0, len(paths), CHUNK):
                 part = paths[start : start + CHUNK]
-                for i, (arr, tags) in enumerate(pool.map(lambda p: decode(p, size), part)):
+                for i, (arr, tags) in enumerate(pool.map(lambda p: decode(p, prep), part)):
                     out[start + i] = arr
                     counts.update(tags)
         out.flush()
@@ -404,62 +548,84 @@ def _decode_into_cache(paths, size, target: Path, meta: Path, log, what: str) ->
     if result is None:
         result = np.empty((len(paths), size, size), np.uint8)
         for i, p in enumerate(paths):
-            result[i], tags = decode(p, size)
+            result[i], tags = decode(p, prep)
             counts.update(tags)
         note = describe_conversions(counts, len(paths))
     log(f"{what}: {note}")
     return result
 
 
-def convert_array(images: np.ndarray, size: int, where: str) -> np.ndarray:
-    """An (N, H, W[, C]) uint8/uint16 array as (N, size, size) uint8 grey."""
+def convert_array(images: np.ndarray, prep: Preprocessing | int, where: str) -> np.ndarray:
+    """An (N, H, W[, C]) uint8/uint16 array as (N, size, size) uint8 grey, by `prep` (RGB to
+    grey by ITU-R 601-2 luma, as PIL's convert("L"))."""
+    prep = as_prep(prep)
     a = np.asarray(images)
     if a.ndim == 4 and a.shape[-1] in (1, 3, 4):
         if a.shape[-1] == 1:
             a = a[..., 0]
-        else:  # ITU-R 601-2 luma, as PIL's convert("L")
+        else:
             rgb = a[..., :3].astype(np.float64)
             a = (rgb @ np.array([0.299, 0.587, 0.114]) + 0.5).clip(0, 255).astype(a.dtype)
-    if a.ndim != 3 or len(a) == 0:
+    if a.ndim != 3 or len(a) == 0 or 0 in a.shape:
         raise MedsslError(f"{where}: shape {images.shape}; expected (N, H, W) or (N, H, W, C)")
-    if a.dtype == np.uint16:
-        a = ((a.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-    if a.dtype != np.uint8:
+    if a.dtype not in (np.uint8, np.uint16):
         raise MedsslError(f"{where}: dtype {a.dtype}; expected uint8 or uint16")
-    if a.shape[1:] != (size, size):
-        lanczos = Image.Resampling.LANCZOS
-        a = np.stack([np.asarray(Image.fromarray(x).resize((size, size), lanczos)) for x in a])
-    return np.ascontiguousarray(a)
+    if a.dtype == np.uint16 and prep.intensity == "bits" and prep.bits is None:
+        prep = prep.with_bits(max(8, int(a.max()).bit_length()))
+    if a.dtype == np.uint8 and prep.intensity in ("bits", "range"):
+        if a.shape[1:] == (prep.size, prep.size):
+            return np.ascontiguousarray(a)  # the common case: nothing to convert
+    try:
+        return np.stack([prepare(x, prep) for x in a])
+    except MedsslError as exc:
+        raise MedsslError(f"{where}: {exc}") from None
 
 
 # ---- labelled sources ----
 
 _LOADED: dict[tuple[str, int], dict] = {}  # (source, size) -> record of the last load
+_GROUPS: dict[str, dict[str, list[str]]] = {}  # source -> split -> patient of each image
 
 
-def load_labelled(dataset: str, size: int, log=print) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """`{split: (images uint8 (N, size, size), labels int64 (N,))}` of a user's source. What
-    was converted, ignored or found twice is logged once per process and source."""
+def load_labelled(
+    dataset: str, prep: Preprocessing | int, log=print
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """`{split: (images uint8 (N, size, size), labels int64 (N,))}` of a user's source, by
+    `prep` (its bits found on the train split). What was converted, ignored or found twice is
+    logged once per process and source; the record (with the resolved preprocessing) is
+    `loaded_record`."""
     listing = list_source(dataset)
+    prep = as_prep(prep)
+    size = prep.size
     lines: list[str] = []
     if listing.ignored:
         names = ", ".join(p.name for p in listing.ignored[:3])
         lines.append(
             f"{listing.source}: ignored {len(listing.ignored)} non-image file(s) ({names})"
         )
+    arrays = None
+    if listing.kind == "npz":
+        keys = tuple(f"{s}_images" for s in SPLITS)
+        arrays = read_arrays(listing.source, keys, "npz")
+        if {arrays[k].dtype for k in keys} - {np.dtype(np.uint8)} and prep.bits is None:
+            if len({arrays[k].dtype for k in keys}) > 1:
+                raise MedsslError(f"{listing.source}: mixed bit depths (dtypes) across splits")
+            prep = convert_array_bits(arrays["train_images"], prep)
+        prep = prep if prep.bits is not None else prep.with_bits(8)
+    else:
+        every = [p for s in SPLITS for p in listing.files[s]]
+        prep = resolve_bits(every, listing.files["train"], prep, lines.append)
     out = {}
     for s in SPLITS:
-        if listing.kind == "npz":
-            images = read_arrays(listing.source, (f"{s}_images",), "npz")[f"{s}_images"]
-            imgs = convert_array(images, size, f"{listing.source}: {s}_images")
+        if arrays is not None:
+            imgs = convert_array(arrays[f"{s}_images"], prep, f"{listing.source}: {s}_images")
         else:
-            imgs = decode_files(listing.files[s], size, lines.append, f"{listing.source} {s}")
+            imgs = decode_files(listing.files[s], prep, lines.append, f"{listing.source} {s}")
         out[s] = (imgs, listing.labels[s])
     for s in SPLITS:
         if len(np.unique(out[s][1])) < 2:
             raise MedsslError(f"{listing.source}: the {s} split holds one class only")
-    record = listing.record()
-    record["size"] = size
+    record = listing.record() | {"size": size, "preprocessing": prep.record()}
     record["content"] = _arrays_digest(out)
     dup = _cross_split_duplicates(out)
     if dup:
@@ -470,12 +636,21 @@ def load_labelled(dataset: str, size: int, log=print) -> dict[str, tuple[np.ndar
         for line in lines:
             log(line)
     _LOADED[(str(listing.source), size)] = record
+    if listing.groups is not None:
+        _GROUPS[str(listing.source)] = listing.groups
     if listing.made_split:  # paths relative to the folder, or to the CSV's folder
         base = listing.source if listing.source.is_dir() else listing.source.parent
         record["split_files"] = {
             s: [os.path.relpath(p, base) for p in listing.files[s]] for s in SPLITS
         }
     return out
+
+
+def convert_array_bits(train: np.ndarray, prep: Preprocessing) -> Preprocessing:
+    """`prep` with the bits of a 16-bit training array (its largest pixel's bit length)."""
+    if prep.intensity != "bits" or np.asarray(train).dtype != np.uint16:
+        return prep.with_bits(8)
+    return prep.with_bits(max(8, int(np.asarray(train).max()).bit_length()))
 
 
 def _arrays_digest(arrays: dict) -> str:
@@ -495,6 +670,11 @@ def _cross_split_duplicates(arrays: dict) -> str:
     pairs = [(a, b) for i, a in enumerate(SPLITS) for b in SPLITS[i + 1 :]]
     found = [f"{len(h[a] & h[b])} identical images in {a} and {b}" for a, b in pairs]
     return ", ".join(f for f, (a, b) in zip(found, pairs, strict=True) if h[a] & h[b])
+
+
+def loaded_groups(dataset: str) -> dict[str, list[str]] | None:
+    """The patient of each image per split of this process's load of a user source, if known."""
+    return _GROUPS.get(str(expand(dataset)))
 
 
 def loaded_record(dataset: str, size: int) -> dict | None:
