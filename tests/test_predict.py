@@ -93,7 +93,7 @@ def test_after_evaluate_calibrated_probabilities_and_operating_points(run, data_
         (lambda d: (d / "t.npz").write_bytes(b"PK\x03\x04trunc") and d / "t.npz", "not a readable"),
         (
             lambda d: np.save(d / "s.npy", np.zeros((2, 3, 4, 5), np.uint8)) or d / "s.npy",
-            "expected \(N, H, W\)",
+            r"expected \(N, H, W\)",
         ),
         (
             lambda d: (

@@ -180,6 +180,8 @@ Resize = Annotated[
     int | None,
     Field(ge=8, le=1024, description="resize images on the device to this many pixels (8-1024)"),
 ]
+
+
 def _window(value: Any) -> Any:
     """'40,400' (or [40, 400]) -> (40.0, 400.0): a VOI window, width >= 1 (DICOM PS3.3)."""
     if value is None:
@@ -214,7 +216,9 @@ Window = Annotated[
 ]
 Aspect = Annotated[
     Literal[catalog.ASPECTS],
-    Field(description="non-square images: `pad` (to square, black) \\| `crop` (centre) \\| `stretch`"),
+    Field(
+        description="non-square images: `pad` (to square, black) \\| `crop` (centre) \\| `stretch`"
+    ),
 ]
 Device = Annotated[
     str, Field(description="`auto` \\| `cpu` \\| `cuda` \\| `cuda:N`"), AfterValidator(_device)

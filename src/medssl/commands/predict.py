@@ -22,9 +22,9 @@ import torch
 from medssl import data as D
 from medssl.calibration import sigmoid
 from medssl.commands.evaluate import load_classifier_run, read_evaluation
-from medssl.errors import MedsslError
 from medssl.data.preprocess import is_dicom
 from medssl.data.sources import IMAGE_SUFFIXES, convert_array
+from medssl.errors import MedsslError
 from medssl.io.artifacts import read_arrays, reading, write_csv
 from medssl.io.rundir import check_output_file
 from medssl.runtime import predict_logits, resolve_device

@@ -104,6 +104,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     state = None
     if resume and (claimed is None or claimed.action == "resume"):
+
         def restore(s: dict) -> None:
             model.load_state_dict(s["model"])
 

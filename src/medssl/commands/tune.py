@@ -158,6 +158,7 @@ def noise_pruner(n_startup_trials: int = 3, z: float = 2.0):
     optimistic, stays below the band `choose` picks from (best complete trial's mean minus one
     SEM). A median pruner stops trials for fold noise when recipes differ by less than it
     (PneumoniaMNIST: every recipe's CV AUROC within 0.002) and so hides the cheap ones."""
+
     class _Pruner(optuna.pruners.BasePruner):
         def prune(self, study, trial) -> bool:
             step = trial.last_step
