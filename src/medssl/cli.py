@@ -147,6 +147,13 @@ def _data(o, ns) -> None:
 
 
 def _evaluate(o, ns) -> None:
+    if o.dataset is not None:
+        from medssl.commands.external import evaluate_external  # lazy: --help stays fast
+
+        evaluate_external(
+            o.run_dir, o.dataset, o.n_bootstrap, o.seed, o.target_sensitivity, o.target_fpr
+        )
+        return
     from medssl.commands.evaluate import evaluate_run  # lazy: --help stays fast
 
     evaluate_run(

@@ -960,6 +960,13 @@ class EvaluateConfig(Options):
         "`images: false`)",
     )
     gallery_k: int = opt(6, "false positives and false negatives shown, 0-50", ge=0, le=50)
+    dataset: Annotated[str | None, AfterValidator(lambda v: v if v is None else _dataset(v))] = opt(
+        None,
+        "external validation: score this labelled set (a MedMNIST name: its test split; a "
+        "folder, .csv or .npz with the run's classes) with the run's preprocessing, "
+        "temperature and val-chosen thresholds; writes RUN/external/NAME/ only",
+        shown="the run's own test split",
+    )
 
 
 class PredictConfig(Options):

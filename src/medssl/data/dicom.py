@@ -44,9 +44,6 @@ def patient_id(path: Path) -> str | None:
 
 
 def _pixels(ds, path: Path) -> np.ndarray:
-    if "PixelData" not in ds:
-        kind = "float pixel data" if "FloatPixelData" in ds else "no pixel data"
-        raise MedsslError(f"{path}: {kind}; not an image medssl reads")
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
         raise MedsslError(f"{path}: multi-frame DICOM ({frames} frames); save one frame per file")
@@ -103,6 +100,9 @@ def read(path: Path, window: tuple[float, float] | None, tags: list[str]) -> np.
     from pydicom.pixels import apply_modality_lut
 
     ds = dataset(path)
+    if "PixelData" not in ds:
+        kind = "float pixel data" if "FloatPixelData" in ds else "no pixel data"
+        raise MedsslError(f"{path}: {kind}; not an image medssl reads")
     photometric = str(ds.get("PhotometricInterpretation", "") or "").upper()
     if photometric not in _GREY + _COLOUR:
         raise MedsslError(

@@ -13,7 +13,8 @@ to `size` x `size` with Lanczos (Pillow, antialiased), the one interpolation use
 Intensity of 16-bit images (8-bit images pass unchanged under `bits` and `range`):
 - `bits` (default): keep the top 8 of the bits the training images use: x >> (bits - 8), bits =
   the bit length of the largest training pixel (12-bit data stored in 16 bits keeps its 256
-  levels; 8-bit values x 257 or x 16 come back exactly);
+  levels; 8-bit values x 257 or x 16 come back exactly). A run trained on 8-bit images records
+  bits = 8 and reads a later 16-bit file over all 16 bits (x >> 8);
 - `range`: linear over the dtype's range, round(x * 255 / 65535);
 - `percentile`: per image, linear from its 0.5th to its 99.5th percentile;
 - `window`: the fixed window `--window C,W` (DICOM PS3.3 C.11.2.1.2.1, linear).
@@ -146,7 +147,10 @@ def to_8bit(a: np.ndarray, prep: Preprocessing, tags: list[str]) -> np.ndarray:
     if prep.intensity == "range":
         tags.append("16-bit range to 8-bit")
         return ((a * 255 + 32767) // 65535).astype(np.uint8)
-    bits = prep.bits or max(8, int(a.max()).bit_length())
+    if prep.bits is None:  # not recorded: this image's own bit length
+        bits = max(8, int(a.max()).bit_length()) if a.size else 8
+    else:  # a run trained on 8-bit images reads a 16-bit one over all 16 bits
+        bits = prep.bits if prep.bits > 8 else 16
     tags.append(f"{bits}-bit to 8-bit (top 8 bits)")
     return np.minimum(a >> (bits - 8), 255).astype(np.uint8)
 

@@ -263,7 +263,7 @@ def _sorted_classes(values: set[str]) -> list[str]:
     return sorted(values)
 
 
-def _list_csv(path: Path) -> Listing:
+def _list_csv(path: Path, external: bool = False) -> Listing:
     with reading(path, "CSV of images"), open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         header = [h.strip() for h in reader.fieldnames or []]
@@ -302,6 +302,12 @@ def _list_csv(path: Path) -> Listing:
             f"{', '.join(classes[:10])}"
         )
     labels = np.array([classes.index(r["label"]) for r in rows], np.int64)
+    if external:  # one set to score: its test rows, or all of them
+        keep = [i for i, r in enumerate(rows) if not has_split or r["split"] == "test"]
+        if not keep:
+            raise MedsslError(f"{path}: no rows with split = test")
+        files = {"external": [rows[i]["file"] for i in keep]}
+        return Listing(path, "csv", tuple(classes), {"external": labels[keep]}, files)
     if has_split:
         idx = {s: np.array([i for i, r in enumerate(rows) if r["split"] == s], int) for s in SPLITS}
         empty = [s for s in SPLITS if len(idx[s]) == 0]
@@ -359,6 +365,30 @@ def list_source(dataset: str) -> Listing:
     )
 
 
+def list_external(dataset: str) -> Listing:
+    """A labelled set to score a finished run on (`evaluate --dataset`), listed as one split
+    "external": a folder's test/ split if it has train/val/test, else every image under its
+    class folders; a CSV's `split = test` rows if it has the column, else every row; an npz's
+    test_images/test_labels. Nothing is split, so a small set is fine."""
+    path = expand(dataset)
+    if path.is_file() and path.suffix.lower() == ".npz":
+        full = _list_npz(path)
+        return Listing(path, "npz", full.classes, {"external": full.labels["test"]})
+    if path.is_dir():
+        root = path / "test" if (path / "test").is_dir() and (path / "train").is_dir() else path
+        classes, per_class, ignored = _class_folders(root, str(root))
+        pairs = sorted(
+            ((p, i) for i, c in enumerate(classes) for p in per_class[c]),
+            key=lambda t: (t[0].name, str(t[0])),
+        )
+        labels = np.array([i for _, i in pairs], np.int64)
+        files = {"external": [p for p, _ in pairs]}
+        return Listing(path, "folder", tuple(classes), {"external": labels}, files, False, ignored)
+    if path.is_file() and path.suffix.lower() == ".csv":
+        return _list_csv(path, external=True)
+    return list_source(dataset)  # the error for anything else
+
+
 def make_split(
     labels: np.ndarray, groups: list[str] | None = None, seed: int = SPLIT_SEED
 ) -> dict[str, np.ndarray]:
@@ -399,8 +429,14 @@ def _grouped_split(labels: np.ndarray, groups: list[str], seed: int) -> dict[str
     fold = np.empty(len(labels), int)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "least populated class" for small sets
-        for f, (_, held) in enumerate(kfold.split(np.zeros(len(labels)), labels, groups)):
-            fold[held] = f
+        try:
+            for f, (_, held) in enumerate(kfold.split(np.zeros(len(labels)), labels, groups)):
+                fold[held] = f
+        except ValueError:  # a class with fewer than 10 images
+            raise MedsslError(
+                f"a class has fewer than 10 images: too few for a patient-level 7:1:2 split "
+                f"({n_groups} patients); give train/val/test splits yourself"
+            ) from None
     out = {
         "test": np.flatnonzero(fold < 2),
         "val": np.flatnonzero(fold == 2),
