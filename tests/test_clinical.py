@@ -18,7 +18,8 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, ge
 from medssl import cli
 from medssl import data as D
 from medssl.data import sources
-from medssl.data.preprocess import Preprocessing, read_file, to_8bit, window_linear
+from medssl.data.dicom import window_linear
+from medssl.data.preprocess import Preprocessing, read_file, to_8bit
 from medssl.errors import MedsslError
 
 RECIPE = D.DATASETS["breastmnist"].recipe | {"epochs": 1, "stem": "imagenet"}
@@ -65,8 +66,8 @@ def _dicom_tree(exported, root):
     def write(rel, v):
         split = rel.parts[-3]
         dcm = rel.with_suffix(".dcm")
-        if split == "train":  # 8-bit MONOCHROME2, no rescale, no window
-            write_dicom(dcm, v, patient=f"{split}-{rel.stem}")
+        if split == "train":  # 8-bit MONOCHROME2, no rescale, the identity window
+            write_dicom(dcm, v, window=(128, 256), patient=f"{split}-{rel.stem}")
         elif split == "val":  # 12 bits stored, MONOCHROME1: inverted, rescaled, windowed
             write_dicom(dcm, (255 - v.astype(np.uint16)) * 16, "MONOCHROME1", 12, (0.5, -100),
                         WINDOW, f"{split}-{rel.stem}")  # fmt: skip
@@ -283,13 +284,11 @@ def test_ct_and_mr_decode_by_the_modality_lut_and_window(tmp_path):
     x = apply_modality_lut(ds.pixel_array, ds)
     from medssl.data import dicom
 
-    bits, signed = ds.BitsStored, ds.PixelRepresentation == 1  # no window: the stored range
-    stored = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
-    lo, hi = (float(ds.RescaleSlope) * v + float(ds.RescaleIntercept) for v in stored)
+    lo, hi = x.min(), x.max()  # no window in the file: the image's own min-max
     expect = np.clip(np.rint((x - lo) * 255 / (hi - lo)), 0, 255).astype(np.uint8)
     tags: list[str] = []
     assert np.array_equal(dicom.read(Path(ct), None, tags), expect)
-    assert "DICOM without window: stored range, linear" in tags
+    assert "DICOM without window: this image's min-max, linear" in tags
     ds.WindowCenter, ds.WindowWidth = 40, 400  # a CT soft-tissue window stored in the file
     ds.save_as(tmp_path / "ct.dcm")
     expect = np.clip(np.rint(window_linear(x, 40, 400)), 0, 255).astype(np.uint8)

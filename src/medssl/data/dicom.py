@@ -2,8 +2,8 @@
 
 Stored pixels -> Modality LUT (Rescale Slope/Intercept or the Modality LUT Sequence, PS3.3
 C.11.1) -> VOI: `--window C,W` if given, else the file's VOI LUT Sequence, else its first Window
-Center/Width with its VOI LUT Function (PS3.3 C.11.2.1.2, `preprocess.window_linear`), else a
-linear map of the whole stored range through the Modality LUT (logged) -> MONOCHROME1 inverted
+Center/Width with its VOI LUT Function (PS3.3 C.11.2.1.2, `window_linear`), else a
+linear map of the image's own min-max (logged: give --window for CT) -> MONOCHROME1 inverted
 -> uint8. RGB / YBR files become grey by ITU-R 601 luma (logged). Refused in one line:
 multi-frame files, missing pixel data, palette colour and other photometric interpretations, and
 compressed files whose decoder is not installed (the line names the package).
@@ -15,12 +15,26 @@ from pathlib import Path
 
 import numpy as np
 
-from medssl.data.preprocess import window_linear
 from medssl.errors import MedsslError
 
 DECODERS = "pip install 'medssl[dicom]' (pylibjpeg with its libjpeg, openjpeg and rle plugins)"
 _GREY = ("MONOCHROME1", "MONOCHROME2")
 _COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "YBR_PARTIAL_420")
+
+
+def window_linear(x: np.ndarray, centre: float, width: float, function: str = "LINEAR"):
+    """DICOM VOI window to [0, 255] (PS3.3 C.11.2.1.2.1 LINEAR, C.11.2.1.3.2 LINEAR_EXACT,
+    C.11.2.1.3.1 SIGMOID); docs/math.md (A.1). float64 in, float64 out (not rounded)."""
+    x = np.asarray(x, np.float64)
+    c, w = float(centre), float(width)
+    if function == "SIGMOID":
+        return 255.0 / (1.0 + np.exp(-4.0 * (x - c) / w))
+    if function == "LINEAR_EXACT":
+        y = ((x - c) / w + 0.5) * 255.0
+        return np.where(x <= c - w / 2, 0.0, np.where(x > c + w / 2, 255.0, y))
+    y = ((x - (c - 0.5)) / (w - 1) + 0.5) * 255.0 if w > 1 else np.zeros_like(x)
+    lo, hi = c - 0.5 - (w - 1) / 2, c - 0.5 + (w - 1) / 2
+    return np.where(x <= lo, 0.0, np.where(x > hi, 255.0, y))
 
 
 def dataset(path: Path, pixels: bool = True):
@@ -60,16 +74,9 @@ def _pixels(ds, path: Path) -> np.ndarray:
         raise MedsslError(f"{path}: corrupt pixel data ({msg})") from None
 
 
-def _stored_range(ds) -> tuple[float, float]:
-    bits = int(ds.get("BitsStored", 8) or 8)
-    if int(ds.get("PixelRepresentation", 0) or 0) == 1:
-        return -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1
-    return 0.0, 2.0**bits - 1
-
-
 def _voi(x: np.ndarray, ds, window, tags: list[str]) -> np.ndarray:
     """Modality-LUT values to [0, 255] floats by the window given, the file's VOI, or the range."""
-    from pydicom.pixels import apply_modality_lut, apply_voi
+    from pydicom.pixels import apply_voi
 
     if window is not None:
         tags.append(f"DICOM window {window[0]:g},{window[1]:g} (--window)")
@@ -89,9 +96,8 @@ def _voi(x: np.ndarray, ds, window, tags: list[str]) -> np.ndarray:
             raise MedsslError(f"window {c:g},{w:g} ({function}) is not valid; give --window C,W")
         tags.append("DICOM window from the file")
         return window_linear(x, c, w, function)
-    lo, hi = (float(v) for v in apply_modality_lut(np.array(_stored_range(ds)), ds))
-    tags.append("DICOM without window: stored range, linear")
-    lo, hi = min(lo, hi), max(lo, hi)
+    lo, hi = float(x.min()), float(x.max())  # the stored range would flatten 16-bit CT
+    tags.append("DICOM without window: this image's min-max, linear")
     return (x - lo) * 255.0 / (hi - lo) if hi > lo else np.zeros_like(x)
 
 

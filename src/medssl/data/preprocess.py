@@ -32,6 +32,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from medssl.catalog import ASPECTS, INTENSITIES
+from medssl.data import dicom
+from medssl.data.dicom import window_linear
 from medssl.errors import MedsslError
 from medssl.io.artifacts import MAX_IMAGE_PIXELS
 
@@ -111,21 +113,6 @@ def check_window(centre: float, width: float) -> None:
         raise ValueError("window centre and width must be finite numbers")
     if width < 1:  # PS3.3 C.11.2.1.2.1: the linear function needs width >= 1
         raise ValueError(f"window width {width:g} must be >= 1 (DICOM PS3.3 C.11.2.1.2)")
-
-
-def window_linear(x: np.ndarray, centre: float, width: float, function: str = "LINEAR"):
-    """DICOM VOI window to [0, 255] (PS3.3 C.11.2.1.2.1 LINEAR, C.11.2.1.3.2 LINEAR_EXACT,
-    C.11.2.1.3.1 SIGMOID); docs/math.md (A.1). float64 in, float64 out (not rounded)."""
-    x = np.asarray(x, np.float64)
-    c, w = float(centre), float(width)
-    if function == "SIGMOID":
-        return 255.0 / (1.0 + np.exp(-4.0 * (x - c) / w))
-    if function == "LINEAR_EXACT":
-        y = ((x - c) / w + 0.5) * 255.0
-        return np.where(x <= c - w / 2, 0.0, np.where(x > c + w / 2, 255.0, y))
-    y = ((x - (c - 0.5)) / (w - 1) + 0.5) * 255.0 if w > 1 else np.zeros_like(x)
-    lo, hi = c - 0.5 - (w - 1) / 2, c - 0.5 + (w - 1) / 2
-    return np.where(x <= lo, 0.0, np.where(x > hi, 255.0, y))
 
 
 def to_8bit(a: np.ndarray, prep: Preprocessing, tags: list[str]) -> np.ndarray:
@@ -231,8 +218,6 @@ def bit_depth(path: Path) -> int:
 
 def read_file(path: Path, prep: Preprocessing, tags: list[str] | None = None) -> np.ndarray:
     """One image file as the model's (size, size) uint8, by `prep`; every failure one line."""
-    from medssl.data import dicom  # lazy: pydicom only when a DICOM file is read
-
     tags = [] if tags is None else tags
     try:
         if is_dicom(path):
