@@ -258,6 +258,25 @@ def test_patient_column_groups_the_made_split(exported, tmp_path):
         D.load_arrays(str(shared))
 
 
+def test_tune_folds_are_grouped_by_patient(exported, tmp_path):
+    from medssl.commands.tune import _folds, _inner_split
+
+    csv = _patient_csv(exported, tmp_path / "patients.csv")
+    arrays = D.load_arrays(str(csv))
+    patients = sources.loaded_groups(str(csv))
+    groups = np.array(patients["train"] + patients["val"])
+    y = np.concatenate([arrays["train"][1], arrays["val"][1]])
+    seen = []
+    for rest, held in _folds(3, 0, y, groups):
+        fit, inner = _inner_split(rest, y, groups, 0)
+        assert set(fit) | set(inner) == set(rest) and not set(fit) & set(inner)
+        g = {name: set(groups[i]) for name, i in (("fit", fit), ("inner", inner), ("held", held))}
+        assert not (g["fit"] & g["inner"] or g["fit"] & g["held"] or g["inner"] & g["held"])
+        assert len(np.unique(y[held])) == 2 and len(np.unique(y[inner])) == 2
+        seen.append(held)
+    assert sorted(np.concatenate(seen)) == list(range(len(y)))
+
+
 # ---- pydicom's own files: decoded as the standard says, or refused in one line ----
 
 

@@ -936,7 +936,8 @@ class EvaluateConfig(Options):
         "before/after), AUROC and average precision with seeded bootstrap 95% CIs, and "
         "operating points chosen on validation, reported on test. Writes evaluation.json, "
         "evaluation.md, reliability_temperature.png, pr.png (and, with images, "
-        "error_gallery.png, robustness.png)."
+        "error_gallery.png, robustness.png). With --dataset SOURCE: external validation of "
+        "another labelled set, written to RUN/external/NAME/."
     )
     positionals: ClassVar[dict[str, str | None]] = {"run_dir": None}
 
@@ -974,9 +975,10 @@ class PredictConfig(Options):
     summary: ClassVar[str] = "score new images with a trained classifier run"
     description: ClassVar[str] = (
         "Apply a finished `medssl train` run's best model to new images: image files (PNG, "
-        "JPEG, BMP, TIFF), folders of them, .npy arrays or .npz files (FILE.npz:KEY picks an "
-        "array, e.g. pneumoniamnist.npz:test_images). Images are read in the classifier's "
-        "channels and resized (bicubic) to the run's size. Writes a CSV with the logit and "
+        "JPEG, BMP, TIFF, 16-bit, DICOM), folders of them, .npy arrays or .npz files "
+        "(FILE.npz:KEY picks an array, e.g. pneumoniamnist.npz:test_images). Images go through "
+        "the run's recorded preprocessing (the same as training's). Writes a CSV with the "
+        "logit and "
         "probability of the positive class per image; after `medssl evaluate`, also the "
         "temperature-scaled probability and the decision at each operating point chosen on "
         "validation."

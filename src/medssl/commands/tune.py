@@ -27,7 +27,7 @@ import numpy as np
 import optuna
 import sqlalchemy
 from optuna.storages.journal import JournalFileBackend
-from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
 from medssl import data as D
 from medssl import plots
@@ -35,6 +35,7 @@ from medssl.catalog import TUNE_RANGES as RANGES
 from medssl.catalog import TUNE_SPACE as SPACE
 from medssl.commands.lifecycle import open_run, positive_label
 from medssl.commands.train import train
+from medssl.data.sources import loaded_groups
 from medssl.errors import MedsslError
 from medssl.io.artifacts import (
     atomic_path,
@@ -86,6 +87,28 @@ def default_recipe(cfg: TuneConfig, space: dict) -> dict | None:
     return {k: v for k, v in recipe.items() if not (k in RANGES and space[k][0] == space[k][-1])}
 
 
+def _folds(k: int, seed: int, y: np.ndarray, groups: np.ndarray | None):
+    """Stratified k folds; with patients, stratified and grouped (no patient in two folds)."""
+    if groups is None:
+        return StratifiedKFold(k, shuffle=True, random_state=seed).split(y, y)
+    if len(set(groups)) < k:
+        raise MedsslError(f"--folds {k}: train+val hold {len(set(groups))} patients only")
+    return StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(y, y, groups)
+
+
+def _inner_split(rest: np.ndarray, y: np.ndarray, groups: np.ndarray | None, seed: int):
+    """The inner validation slice (1/9 of the k-1 folds, stratified; grouped by patient)."""
+    if groups is None:
+        fit, inner = train_test_split(
+            rest, test_size=INNER_VAL, stratify=y[rest], random_state=seed
+        )
+    else:
+        inner_folds = StratifiedGroupKFold(round(1 / INNER_VAL), shuffle=True, random_state=seed)
+        fit_i, inner_i = next(inner_folds.split(rest, y[rest], groups[rest]))
+        fit, inner = rest[fit_i], rest[inner_i]
+    return np.sort(fit), np.sort(inner)
+
+
 def make_folds(cfg: TuneConfig, out: Path, positive: int) -> list[Path]:
     """The k x repeats fold datasets as npz files (written once; labels as 0/1 = positive)."""
     arrays = D.load_arrays(cfg.dataset, cfg.data_root)
@@ -93,18 +116,16 @@ def make_folds(cfg: TuneConfig, out: Path, positive: int) -> list[Path]:
     y = (np.concatenate([arrays["train"][1], arrays["val"][1]]) == positive).astype(np.int64)
     if np.bincount(y, minlength=2).min() < 2 * cfg.folds:
         raise MedsslError(f"--folds {cfg.folds}: a class of train+val has too few images")
+    patients = loaded_groups(cfg.dataset)  # a patient column or DICOM PatientID: grouped folds
+    groups = None if patients is None else np.array(patients["train"] + patients["val"])
     paths = []
     for r in range(cfg.repeats):
-        kfold = StratifiedKFold(cfg.folds, shuffle=True, random_state=cfg.seed + r)
-        for f, (rest, held) in enumerate(kfold.split(images, y)):
+        for f, (rest, held) in enumerate(_folds(cfg.folds, cfg.seed + r, y, groups)):
             path = out / "folds" / f"r{r}-f{f}.npz"
             paths.append(path)
             if path.is_file():
                 continue
-            fit, inner = train_test_split(
-                rest, test_size=INNER_VAL, stratify=y[rest], random_state=cfg.seed + r
-            )
-            fit, inner = np.sort(fit), np.sort(inner)
+            fit, inner = _inner_split(rest, y, groups, cfg.seed + r)
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp, open(tmp, "wb") as fh:
                 np.savez(

@@ -24,7 +24,7 @@ _COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "YBR_PARTIAL
 
 def window_linear(x: np.ndarray, centre: float, width: float, function: str = "LINEAR"):
     """DICOM VOI window to [0, 255] (PS3.3 C.11.2.1.2.1 LINEAR, C.11.2.1.3.2 LINEAR_EXACT,
-    C.11.2.1.3.1 SIGMOID); docs/math.md (A.1). float64 in, float64 out (not rounded)."""
+    C.11.2.1.3.1 SIGMOID); docs/math.md §19. float64 in, float64 out (not rounded)."""
     x = np.asarray(x, np.float64)
     c, w = float(centre), float(width)
     if function == "SIGMOID":

@@ -116,7 +116,8 @@ def check_window(centre: float, width: float) -> None:
 
 
 def to_8bit(a: np.ndarray, prep: Preprocessing, tags: list[str]) -> np.ndarray:
-    """One decoded grey image (uint8 or unsigned up to 16 bits) to uint8 by `prep.intensity`."""
+    """One decoded grey image (uint8 or unsigned up to 16 bits) to uint8 by `prep.intensity`
+    (docs/math.md §19: bits, range, percentile, window)."""
     if prep.intensity == "window":
         tags.append(f"window {prep.window[0]:g},{prep.window[1]:g}")
         return _round8(window_linear(a, *prep.window))
