@@ -205,7 +205,7 @@ def _digests(folder):
 
 
 def test_evaluate_external_on_the_runs_own_test_images_gives_its_test_metrics(
-    exported, png_run, tmp_path
+    exported, png_run, tmp_path, capsys
 ):
     files = _test_files(exported)
     csv = tmp_path / "site-b.csv"
@@ -227,6 +227,10 @@ def test_evaluate_external_on_the_runs_own_test_images_gives_its_test_metrics(
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["metrics.json", "evaluation.md", "reliability.png", "roc.png", "pr.png"]
     )
+    capsys.readouterr()
+    assert cli.main(["compare", str(png_run)]) == 0  # compare shows it, next to the own test
+    shown = capsys.readouterr().out
+    assert "External validation" in shown and f"| site-b | {got['n']} | {got['auroc']:.3f}" in shown
 
 
 # ---- patient-level splits ----

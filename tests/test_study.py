@@ -66,6 +66,8 @@ def test_smoke_study_report_renders_offline(tmp_path, data_root):
         "smoke",
         "--methods",
         "simclr,byol",
+        "--external",
+        "breastmnist",  # its own test split as an "external" set: must give the test metrics
         "--no-progress",
     ]
     r = subprocess.run(cmd, capture_output=True, text=True)
@@ -83,6 +85,13 @@ def test_smoke_study_report_renders_offline(tmp_path, data_root):
     probes = summary["probe_val_auroc"]  # the method is chosen on validation, never on test
     assert summary["best_method"]["method"] == max(probes, key=probes.get)
     assert set(summary["pretrain"]) == {"simclr", "byol"}
+    for name in summary["best_runs"].values():
+        ext = json.loads(
+            (out / "runs" / name / "external" / "breastmnist" / "metrics.json").read_text()
+        )
+        own = json.loads((out / "runs" / name / "metrics.json").read_text())["test"]
+        assert ext["n"] == own["n"] and abs(ext["auroc"] - own["auroc"]) < 1e-9, name
+    assert (out / "report.md").read_text().count("External validation") == len(summary["best_runs"])
     page = (out / "report.html").read_text()
     for section in (
         "id='supervised'",

@@ -115,6 +115,20 @@ def _pool_sources(value: Any) -> Any:
 PoolSources = Annotated[list[str] | None, BeforeValidator(_pool_sources)]
 
 
+def _external_sources(value: Any) -> Any:
+    """Labelled external sets: MedMNIST names or folders / .csv / .npz, each once."""
+    items = _comma_list(value)
+    if items is None or not isinstance(items, list):
+        return items
+    out = [_dataset(str(item)) for item in items]
+    if not out:
+        raise ValueError("name at least one labelled set")
+    return list(dict.fromkeys(out))
+
+
+ExternalSources = Annotated[list[str] | None, BeforeValidator(_external_sources)]
+
+
 def _size(size: int) -> int:
     if size not in SIZES:
         raise ValueError(f"must be one of {', '.join(map(str, SIZES))}")
@@ -774,6 +788,12 @@ class StudyConfig(Options):
         "pretrain on these sources instead of the dataset's training split (as `pretrain "
         "--unlabeled`): cross-dataset transfer",
         shown="the dataset's train split",
+    )
+    external: ExternalSources = opt(
+        None,
+        "comma-separated labelled sets to validate the best models on (as `evaluate RUN "
+        "--dataset`): MedMNIST names (their test split), folders, .csv or .npz files",
+        shown="none",
     )
     device: Device = "auto"
     mlflow: Mlflow = None

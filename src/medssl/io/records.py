@@ -67,8 +67,24 @@ def load_runs(run_dirs: list[Path | str]) -> list[dict]:
     for d in run_dirs:
         m = read_metrics(require_finished(Path(d), "train", "compare") / MARKERS["train"])
         m["run_dir"] = str(d)
+        m["external"] = read_external(Path(d))
         runs.append(m)
     return runs
+
+
+EXTERNAL_KEYS = ("source", "n", "auroc", "balanced_accuracy", "calibration_before",
+                 "calibration_after")  # fmt: skip
+
+
+def read_external(run: Path) -> dict[str, dict]:
+    """RUN/external/NAME/metrics.json of each external set `evaluate --dataset` scored."""
+    folder = run / "external"
+    if not folder.is_dir():
+        return {}
+    return {
+        p.parent.name: read_json(p, "external metrics", require=EXTERNAL_KEYS)
+        for p in sorted(folder.glob("*/metrics.json"))
+    }
 
 
 WHAT = {  # how a refusal names each command's finish marker

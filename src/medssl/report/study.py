@@ -15,7 +15,7 @@ from medssl import plots
 from medssl.catalog import DATASETS
 from medssl.catalog import METHOD_TITLES as TITLES
 from medssl.io.artifacts import read_json, write_text
-from medssl.io.records import read_result
+from medssl.io.records import read_external, read_result
 from medssl.operating_points import target_on_test
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
@@ -242,7 +242,38 @@ def _evaluation(out: Path, family: str, name: str) -> Section:
         f"Figures: `runs/{name}/` ({', '.join(f for f, _ in EVALUATION_FIGURES)})."
     )
     table = Table(head + ["PPV", "NPV", "target on test"], rows)
-    return Section(family, [Paragraph(line), table, *figures, where], level=3)
+    return Section(family, [Paragraph(line), table, *figures, where, *_external(run)], level=3)
+
+
+def _external(run: Path) -> list:
+    """The run's external validations (RUN/external/*), if any: one row per set."""
+    found = read_external(run)
+    if not found:
+        return []
+    rows = []
+    for name, e in found.items():
+        lo, hi = e.get("ci95", {}).get("auroc", (float("nan"), float("nan")))
+        youden = e.get("operating_points", {}).get("youden", {}).get("test", {})
+        rows.append(
+            [name, str(e["n"]), f"{e['auroc']:.3f} ({lo:.3f}–{hi:.3f})",
+             f"{e['balanced_accuracy']:.3f}",
+             f"{e['calibration_before']['ece']:.3f} → {e['calibration_after']['ece']:.3f}",
+             f"{youden.get('sensitivity', float('nan')):.3f} / "
+             f"{youden.get('specificity', float('nan')):.3f}"]
+        )  # fmt: skip
+    text = (
+        "External validation (the run's preprocessing, temperature and val-chosen thresholds; "
+        "nothing fitted on these sets):"
+    )
+    head = [
+        "external set",
+        "n",
+        "AUROC (95% CI)",
+        "BalAcc",
+        "ECE → after T",
+        "sens / spec @ Youden",
+    ]
+    return [Paragraph(text), Table(head, rows)]
 
 
 def sections(out: Path, summary: dict) -> list[Section]:

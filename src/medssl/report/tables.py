@@ -48,6 +48,31 @@ def compare_table(runs: list[dict], split: str = "test", by_seed: bool = True) -
         cells.append(f"{statistics.mean(m['train_time_s'] / m['epochs'] for m in members):.1f}")
         cells.append(f"{statistics.mean(m['train_time_s'] for m in members):.0f}")
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + external_table(runs)
+
+
+def external_table(runs: list[dict]) -> str:
+    """The external validations of `runs` (RUN/external/*), one row per run and set, next to
+    the run's own test AUROC; empty when there are none."""
+    rows = [(r, name, e) for r in runs for name, e in (r.get("external") or {}).items()]
+    if not rows:
+        return ""
+    lines = [
+        "",
+        "",
+        "External validation (`evaluate RUN --dataset`; the run's preprocessing, temperature "
+        "and val-chosen thresholds):",
+        "",
+        "| run | external set | n | AUROC (95% CI) | own test AUROC | BalAcc | ECE → after T |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r, name, e in rows:
+        lo, hi = e.get("ci95", {}).get("auroc", (float("nan"), float("nan")))
+        ece = f"{e['calibration_before']['ece']:.3f} → {e['calibration_after']['ece']:.3f}"
+        lines.append(
+            f"| {r['run_dir']} | {name} | {e['n']} | {e['auroc']:.3f} ({lo:.3f}–{hi:.3f}) | "
+            f"{r['test']['auroc']:.3f} | {e['balanced_accuracy']:.3f} | {ece} |"
+        )
     return "\n".join(lines)
 
 

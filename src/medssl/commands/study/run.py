@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from medssl import data as D
 from medssl.commands import pretrain, probe, train
 from medssl.commands.evaluate import evaluate_run
+from medssl.commands.external import evaluate_external, external_name
 from medssl.commands.lifecycle import open_run, positive_label, start
 from medssl.commands.study.plan import Step, finished, plan, step_configs
 from medssl.commands.study.summary import best_runs, summarise
@@ -85,6 +86,10 @@ def run_study(cfg: StudyConfig, resume: bool = False, log=print) -> dict:
             if not (out / "runs" / name / "evaluation.json").is_file():
                 log(f"evaluating {family}: {name}")
                 evaluate_run(out / "runs" / name, n_boot=500)
+            for source in cfg.external or []:
+                if not (out / "runs" / name / "external" / external_name(source)).is_dir():
+                    log(f"external validation of {family} on {source}")
+                    evaluate_external(out / "runs" / name, source, n_boot=500, log=quiet)
         summary = summarise(cfg, out, steps, best, earlier + time.perf_counter() - t0)
         write_reports(out, summary)
         write_json(out / MARKERS["study"], summary)  # written last: marks a finished study
