@@ -191,10 +191,12 @@ def test_predict_on_files_reproduces_the_runs_test_logits(exported, png_run, tmp
     want = np.array([float(r[col]) for r in rows[1:] if r[0] == "test"])
     files = _test_files(exported)
     png16 = _mirror(exported, tmp_path / "p16", _png16(257))
+    png12 = _mirror(exported, tmp_path / "p12", _png16(16))  # 12-bit data: bits found on them
     dicom = _dicom_tree(exported, tmp_path / "dcm")
     for name, fs in {
         "png8": files,
         "png16": [png16 / f.relative_to(exported) for f in files],
+        "png12": [png12 / f.relative_to(exported) for f in files],
         "dicom": [(dicom / f.relative_to(exported)).with_suffix(".dcm") for f in files],
     }.items():
         np.testing.assert_allclose(_predict_logits(png_run, fs, tmp_path, name), want, atol=1e-5)

@@ -12,6 +12,7 @@ CIs and operating points; evaluation.md; reliability.png; roc.png; pr.png) and n
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from medssl.calibration import calibration_report, fit_temperature, sigmoid
 from medssl.catalog import DATASETS
 from medssl.commands.evaluate import ClassifierRun, load_classifier_run, read_predictions
 from medssl.data.medmnist import load_official
-from medssl.data.sources import convert_array, decode_files, list_external
+from medssl.data.sources import bits_for_inputs, convert_array, decode_files, list_external
 from medssl.errors import MedsslError
 from medssl.io.artifacts import expand, read_arrays, write_json, write_text
 from medssl.io.rundir import run_lock
@@ -61,9 +62,12 @@ def load_external(run: ClassifierRun, source: str, log=print) -> tuple[np.ndarra
         classes = list(listing.classes)
         if listing.kind == "npz":
             raw = read_arrays(listing.source, ("test_images",), "npz")["test_images"]
+            prep = prep if (prep.bits or 8) > 8 else replace(prep, bits=None)
             images = convert_array(raw, prep, f"{listing.source}: test_images")
         else:
-            images = decode_files(listing.files["external"], prep, log, f"{listing.source}")
+            files = listing.files["external"]
+            prep = bits_for_inputs(files, prep, log)
+            images = decode_files(files, prep, log, f"{listing.source}")
         labels = listing.labels["external"]
     if [_norm(c) for c in classes] == [_norm(n) for n in names.values()] or classes == ["0", "1"]:
         mapped = labels

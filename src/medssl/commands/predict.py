@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import zipfile
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from medssl import data as D
 from medssl.calibration import sigmoid
 from medssl.commands.evaluate import load_classifier_run, read_evaluation
 from medssl.data.preprocess import is_dicom
-from medssl.data.sources import IMAGE_SUFFIXES, convert_array
+from medssl.data.sources import IMAGE_SUFFIXES, bits_for_inputs, convert_array
 from medssl.errors import MedsslError
 from medssl.io.artifacts import read_arrays, reading, write_csv
 from medssl.io.rundir import check_output_file
@@ -82,6 +83,11 @@ def _files(spec: str) -> tuple[list[Path], str | None]:
     raise MedsslError(f"{spec}: no such file or folder")
 
 
+def _listed(spec: str) -> list[tuple[Path, str | None]]:
+    files, key = _files(spec)
+    return [(f, key) for f in files]
+
+
 def load_inputs(
     inputs: list[str], prep: D.Preprocessing | int
 ) -> tuple[np.ndarray, list[tuple[str, int]]]:
@@ -90,18 +96,21 @@ def load_inputs(
     prep = prep if isinstance(prep, D.Preprocessing) else D.Preprocessing(size=int(prep))
     images: list[np.ndarray] = []
     sources: list[tuple[str, int]] = []
-    for spec in inputs:
-        files, key = _files(spec)
-        for f in files:
-            if f.suffix.lower() in (".npy", ".npz"):
-                a = convert_array(_array_images(f, key), prep, str(f))
-                images.append(a[:, None])
-                sources += [(str(f), i) for i in range(len(a))]
-            else:
-                images.append(D.read_file(f, prep)[None, None])
-                sources.append((str(f), 0))
-            if len(sources) > MAX_IMAGES:
-                raise MedsslError(f"more than {MAX_IMAGES} images in one call; split the inputs")
+    listed = [(f, key) for spec in inputs for f, key in _listed(spec)]
+    arrays = {".npy", ".npz"}
+    files = [f for f, _ in listed if f.suffix.lower() not in arrays]
+    file_prep = bits_for_inputs(files, prep, lambda *a: None) if files else prep
+    array_prep = prep if (prep.bits or 8) > 8 else replace(prep, bits=None)
+    for f, key in listed:
+        if f.suffix.lower() in arrays:
+            a = convert_array(_array_images(f, key), array_prep, str(f))
+            images.append(a[:, None])
+            sources += [(str(f), i) for i in range(len(a))]
+        else:
+            images.append(D.read_file(f, file_prep)[None, None])
+            sources.append((str(f), 0))
+        if len(sources) > MAX_IMAGES:
+            raise MedsslError(f"more than {MAX_IMAGES} images in one call; split the inputs")
     return np.concatenate(images), sources
 
 

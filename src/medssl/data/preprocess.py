@@ -14,7 +14,8 @@ Intensity of 16-bit images (8-bit images pass unchanged under `bits` and `range`
 - `bits` (default): keep the top 8 of the bits the training images use: x >> (bits - 8), bits =
   the bit length of the largest training pixel (12-bit data stored in 16 bits keeps its 256
   levels; 8-bit values x 257 or x 16 come back exactly). A run trained on 8-bit images records
-  bits = 8 and reads a later 16-bit file over all 16 bits (x >> 8);
+  bits = 8; predict and evaluate --dataset then find the bits of the 16-bit files they are given
+  (`sources.bits_for_inputs`), and a lone file read with bits 8 uses all 16;
 - `range`: linear over the dtype's range, round(x * 255 / 65535);
 - `percentile`: per image, linear from its 0.5th to its 99.5th percentile;
 - `window`: the fixed window `--window C,W` (DICOM PS3.3 C.11.2.1.2.1, linear).

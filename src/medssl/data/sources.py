@@ -25,7 +25,7 @@ import os
 import stat
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -466,6 +466,15 @@ def decode(path: Path, prep: Preprocessing | int) -> tuple[np.ndarray, list[str]
     return read_file(path, as_prep(prep), tags), tags
 
 
+def bits_for_inputs(paths: list[Path], prep: Preprocessing, log=print) -> Preprocessing:
+    """`prep` for files a finished run scores (predict, evaluate --dataset): a run trained on
+    16-bit images replays its recorded bits; one trained on 8-bit images (bits 8) reads 16-bit
+    inputs by the bits those inputs use (their largest pixel), as training would have."""
+    if prep.intensity != "bits" or (prep.bits is not None and prep.bits > 8):
+        return prep
+    return resolve_bits(paths, paths, replace(prep, bits=None), log)
+
+
 def resolve_bits(paths: list[Path], train: list[Path], prep: Preprocessing, log=print):
     """`prep` with the bits its `bits` mapping replays: 8 for 8-bit images, else the bit length
     of the largest pixel of the `train` files. Images of mixed bit depth are refused."""
@@ -487,7 +496,10 @@ def resolve_bits(paths: list[Path], train: list[Path], prep: Preprocessing, log=
         return prep.with_bits(8)
     top = 0
     for p in (p for p in train if not is_dicom(p)):
-        top = max(top, int(decode_image(p, []).max()))
+        try:
+            top = max(top, int(decode_image(p, []).max()))
+        except (MedsslError, UnidentifiedImageError, OSError, ValueError, SyntaxError):
+            continue  # decoding names the file below
     bits = max(8, top.bit_length())
     log(
         f"16-bit images: the training images use {bits} bits (largest pixel {top}); "
