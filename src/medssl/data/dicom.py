@@ -40,7 +40,7 @@ def window_linear(x: np.ndarray, centre: float, width: float, function: str = "L
 def dataset(path: Path, pixels: bool = True):
     """The pydicom Dataset of `path` (with `pixels=False`, the header only), or one line."""
     import pydicom  # lazy: only DICOM sources need it
-    from pydicom.errors import InvalidDicomError
+    from pydicom.errors import InvalidDicomError  # lazy: with pydicom above
 
     try:
         return pydicom.dcmread(path, stop_before_pixels=not pixels)
@@ -76,7 +76,7 @@ def _pixels(ds, path: Path) -> np.ndarray:
 
 def _voi(x: np.ndarray, ds, window, tags: list[str]) -> np.ndarray:
     """Modality-LUT values to [0, 255] floats by the window given, the file's VOI, or the range."""
-    from pydicom.pixels import apply_voi
+    from pydicom.pixels import apply_voi  # lazy: pydicom for DICOM only
 
     if window is not None:
         tags.append(f"DICOM window {window[0]:g},{window[1]:g} (--window)")
@@ -103,7 +103,7 @@ def _voi(x: np.ndarray, ds, window, tags: list[str]) -> np.ndarray:
 
 def read(path: Path, window: tuple[float, float] | None, tags: list[str]) -> np.ndarray:
     """A DICOM file as a grey (H, W) uint8 image at its own size (see the module docstring)."""
-    from pydicom.pixels import apply_modality_lut
+    from pydicom.pixels import apply_modality_lut  # lazy: pydicom for DICOM only
 
     ds = dataset(path)
     if "PixelData" not in ds:

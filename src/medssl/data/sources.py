@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import stat
+import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -415,8 +416,6 @@ def make_split(
 
 
 def _grouped_split(labels: np.ndarray, groups: list[str], seed: int) -> dict[str, np.ndarray]:
-    import warnings
-
     from sklearn.model_selection import StratifiedGroupKFold  # lazy: sklearn is slow to import
 
     n_groups = len(set(groups))
