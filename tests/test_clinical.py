@@ -394,3 +394,17 @@ def test_bad_clinical_inputs_are_one_line_and_write_nothing(tmp_path, png_run, c
     )
     _refused(["evaluate", str(png_run), "--dataset", str(other)], capsys, "not the run's")
     assert not (png_run / "external" / "other").exists()
+
+
+def test_the_study_passes_the_preprocessing_to_every_step():
+    from medssl.commands.study.plan import plan
+    from medssl.options import StudyConfig
+
+    cfg = StudyConfig(dataset="breastmnist", intensity="window", window="40,400", aspect="crop")
+    steps = plan(cfg)
+    assert steps and all(
+        s.options["intensity"] == "window"
+        and s.options["window"] == [40.0, 400.0]
+        and s.options["aspect"] == "crop"
+        for s in steps
+    )

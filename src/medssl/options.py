@@ -789,6 +789,9 @@ class StudyConfig(Options):
         "--unlabeled`): cross-dataset transfer",
         shown="the dataset's train split",
     )
+    intensity: Intensity = "bits"
+    window: Window = None
+    aspect: Aspect = "pad"
     external: ExternalSources = opt(
         None,
         "comma-separated labelled sets to validate the best models on (as `evaluate RUN "

@@ -80,6 +80,7 @@ def plan(cfg: StudyConfig) -> list[Step]:
     """The study's steps in execution order."""
     b = BUDGETS[cfg.budget]
     common = {"dataset": cfg.dataset, "data_root": cfg.data_root, "device": cfg.device}
+    common |= {"intensity": cfg.intensity, "window": cfg.window, "aspect": cfg.aspect}
     common["progress"] = False
     labelled = dict(common, positive_class=cfg.positive_class)
     sup_epochs = _epochs(b["sup_epochs"], cfg.dataset)

@@ -14,7 +14,7 @@ from medssl import data as D
 from medssl.commands import pretrain, probe, train
 from medssl.commands.evaluate import evaluate_run
 from medssl.commands.external import evaluate_external, external_name
-from medssl.commands.lifecycle import open_run, positive_label, start
+from medssl.commands.lifecycle import open_run, positive_label, preprocessing, start
 from medssl.commands.study.plan import Step, finished, plan, step_configs
 from medssl.commands.study.summary import best_runs, summarise
 from medssl.data import pools
@@ -35,9 +35,10 @@ def run_study(cfg: StudyConfig, resume: bool = False, log=print) -> dict:
         return done
     out = claimed.path
     resolve_device(cfg.device)
-    arrays = D.load_arrays(cfg.dataset, cfg.data_root)  # bad data fails here, before any write
+    prep = preprocessing(cfg)
+    arrays = D.load_arrays(cfg.dataset, cfg.data_root, prep=prep)  # bad data fails here, first
     if cfg.pretrain_on:  # so does a pool holding held-out images
-        pool, _ = pools.load_pool(cfg.pretrain_on, cfg.data_root, 28, log)
+        pool, _ = pools.load_pool(cfg.pretrain_on, cfg.data_root, prep, log)
         pools.check_pool(pool, arrays, cfg.dataset)
     steps = plan(cfg)
     configs = step_configs(out, steps)
