@@ -103,7 +103,9 @@ def load_inputs(
     array_prep = prep if (prep.bits or 8) > 8 else replace(prep, bits=None)
     for f, key in listed:
         if f.suffix.lower() in arrays:
-            a = convert_array(_array_images(f, key), array_prep, str(f))
+            raw = _array_images(f, key)
+            raw = raw[None] if raw.ndim == 2 else raw  # one image (H, W)
+            a = convert_array(raw, array_prep, str(f))
             images.append(a[:, None])
             sources += [(str(f), i) for i in range(len(a))]
         else:

@@ -25,7 +25,9 @@ file's VOI LUT / window.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -191,7 +193,7 @@ def is_dicom(path: Path) -> bool:
 
 def decode_image(path: Path, tags: list[str]) -> np.ndarray:
     """A non-DICOM image file as a grey (H, W) array, uint8 or uint16 (not yet mapped)."""
-    with Image.open(path) as im:
+    with _no_bombs(path), Image.open(path) as im:
         if im.width * im.height > MAX_IMAGE_PIXELS or 0 in im.size:
             raise MedsslError(f"{im.width}x{im.height} pixels: empty or too large to read")
         im.load()
@@ -212,9 +214,23 @@ def decode_image(path: Path, tags: list[str]) -> np.ndarray:
     return a
 
 
+@contextlib.contextmanager
+def _no_bombs(path: Path):
+    """Pillow's decompression-bomb warning and error as one line (medssl reads <= 64 Mpx)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            yield
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise MedsslError(
+                f"{path}: image larger than the {MAX_IMAGE_PIXELS // 2**20} Mpx medssl reads "
+                "(a decompression bomb?)"
+            ) from None
+
+
 def bit_depth(path: Path) -> int:
     """8 or 16: the sample depth of a non-DICOM image, from its header (nothing decoded)."""
-    with Image.open(path) as im:
+    with _no_bombs(path), Image.open(path) as im:
         return 8 if im.mode not in ("I", "I;16", "I;16B", "I;16L", "I;16N") else 16
 
 

@@ -484,7 +484,7 @@ def resolve_bits(paths: list[Path], train: list[Path], prep: Preprocessing, log=
     for p in plain:
         try:
             depths.setdefault(bit_depth(p), p)
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        except (MedsslError, UnidentifiedImageError, OSError, ValueError, SyntaxError):
             depths.setdefault(0, p)  # unreadable: decoding names it below
         if len(depths.keys() - {0}) > 1:
             raise MedsslError(
